@@ -1,0 +1,15 @@
+// The egress grammar's public API (SPEC.md, "Destination rules"). Pure: no I/O, no clock.
+export { formatRule } from './format.ts';
+export { formatHostPattern, normaliseName, type TargetHost } from './host.ts';
+export { intersectRule, intersectRules, ruleContains, rulesCover, simplifyRules } from './intersect.ts';
+export { compileRuleSet, findMatch, matchRule, matchRules, type RuleSet, type Target } from './match.ts';
+export { type ParseResult, parseRule, type RuleError } from './parse.ts';
+export type { PathProblem } from './path.ts';
+export { DEFAULT_PORTS, type HostPattern, type Rule, type Scheme } from './rule.ts';
+export {
+  normaliseTarget,
+  normaliseTargetHost,
+  type RawTarget,
+  type TargetProblem,
+  type TargetResult,
+} from './target.ts';

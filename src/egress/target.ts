@@ -1,0 +1,99 @@
+// normaliseTarget: a request's method, scheme, host, port and path → a canonical Target, or the
+// reason it cannot be one. Hosts are read as a WHATWG URL parser (what curl, browsers and Node
+// read) would read them, so `0x7f.1` is the address 127.0.0.1 here too and cannot slip past
+// address checks as a "name".
+import ipaddr from 'ipaddr.js';
+import { normaliseName, type TargetHost } from './host.ts';
+import type { Target } from './match.ts';
+import { formatPath, type PathProblem, parseRequestPath } from './path.ts';
+import { DEFAULT_PORTS, type Scheme } from './rule.ts';
+
+export interface RawTarget {
+  readonly method: string;
+  readonly scheme: string;
+  /** The host as the request names it: a DNS name, an IPv4 literal, or an IPv6 literal in brackets. */
+  readonly host: string;
+  /** Omitted, null or '' means the scheme's default. */
+  readonly port?: number | string | null;
+  /** Origin-form path; a query string, if present, is cut off and not matched. */
+  readonly path: string;
+}
+
+export type TargetProblem = 'bad_method' | 'bad_scheme' | 'bad_host' | 'bad_port' | PathProblem;
+
+export type TargetResult =
+  | {
+      ok: true;
+      target: Target /** the canonical path (with the original query) to send upstream */;
+      forwardPath: string;
+    }
+  | { ok: false; problem: TargetProblem; message: string };
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+export function normaliseTarget(raw: RawTarget): TargetResult {
+  if (typeof raw.method !== 'string' || !TOKEN.test(raw.method)) {
+    return { ok: false, problem: 'bad_method', message: 'the method is not an HTTP token' };
+  }
+  const scheme = typeof raw.scheme === 'string' ? raw.scheme.toLowerCase() : '';
+  if (scheme !== 'http' && scheme !== 'https') {
+    return { ok: false, problem: 'bad_scheme', message: `only http and https are supported` };
+  }
+  const host = normaliseTargetHost(raw.host);
+  if (host === null)
+    return { ok: false, problem: 'bad_host', message: 'the host is not a valid name or address' };
+
+  const port = normalisePort(raw.port, scheme);
+  if (port === null)
+    return { ok: false, problem: 'bad_port', message: 'the port must be a number from 1 to 65535' };
+
+  if (typeof raw.path !== 'string')
+    return { ok: false, problem: 'escapes_root', message: 'the path is missing' };
+  const hash = raw.path.indexOf('#');
+  if (hash >= 0)
+    return { ok: false, problem: 'bad_character', message: 'a fragment is not allowed in a request' };
+  const queryAt = raw.path.indexOf('?');
+  const pathOnly = queryAt >= 0 ? raw.path.slice(0, queryAt) : raw.path;
+  const query = queryAt >= 0 ? raw.path.slice(queryAt) : '';
+  const path = parseRequestPath(pathOnly === '' ? '/' : pathOnly);
+  if (!path.ok) return { ok: false, problem: path.problem, message: path.message };
+
+  return {
+    ok: true,
+    target: { method: raw.method, scheme, host, port, path: path.segments },
+    forwardPath: formatPath(path.segments) + query,
+  };
+}
+
+function normalisePort(port: RawTarget['port'], scheme: Scheme): number | null {
+  if (port === undefined || port === null || port === '') return DEFAULT_PORTS[scheme];
+  const text = String(port);
+  if (!/^[0-9]{1,5}$/.test(text)) return null;
+  const value = Number(text);
+  return value >= 1 && value <= 65535 ? value : null;
+}
+
+/** A request's host → name or address; null when it is neither. */
+export function normaliseTargetHost(text: string): TargetHost | null {
+  if (typeof text !== 'string' || text === '') return null;
+  if (text.startsWith('[')) {
+    if (!text.endsWith(']')) return null;
+    const inner = text.slice(1, -1);
+    // Zone ids name an interface of the gateway's own machine: never a destination.
+    if (inner.includes('%') || !ipaddr.IPv6.isValid(inner)) return null;
+    return { kind: 'ip', family: 6, bytes: ipaddr.IPv6.parse(inner).toByteArray() };
+  }
+  if (/[^A-Za-z0-9.\-_\u0080-\uffff]/.test(text)) return null;
+  const name = normaliseName(text);
+  if (name !== null) return { kind: 'name', name };
+  // Not a name: the only other thing it may be is an IPv4 address, in any form a WHATWG URL
+  // parser accepts (decimal, octal, hex, fewer than four parts).
+  let hostname: string;
+  try {
+    hostname = new URL(`http://${text}/`).hostname;
+  } catch {
+    return null;
+  }
+  if (!ipaddr.IPv4.isValidFourPartDecimal(hostname)) return null;
+  return { kind: 'ip', family: 4, bytes: ipaddr.IPv4.parse(hostname).toByteArray() };
+}
