@@ -6,6 +6,7 @@
 // separately by address classification, not by the grant).
 import { domainToASCII } from 'node:url';
 import ipaddr from 'ipaddr.js';
+import { parseAddress } from './address.ts';
 import type { HostPattern } from './rule.ts';
 
 export type HostName = { readonly kind: 'name'; readonly name: string };
@@ -120,15 +121,18 @@ function parseIpv6Range(text: string): HostParse {
       message: 'zone ids (%eth0) are not allowed in rules; remove it',
     };
   }
-  if (!ipaddr.IPv6.isValid(address)) {
+  // The strict parser, not ipaddr.js: that one reads [::1.2.3.4] as ::ffff:1.2.3.4 and an
+  // embedded 010.1.1.1 as 10.1.1.1, so a rule would name another host than the one written.
+  const bytes = parseAddress(`[${address}]`);
+  if (bytes === null) {
     return { ok: false, offset: 1, message: `'${address}' is not a valid IPv6 address` };
   }
-  return withPrefix(6, ipaddr.IPv6.parse(address).toByteArray(), prefixText, 1 + address.length + 1, address);
+  return withPrefix(6, bytes, prefixText, 1 + address.length + 1, address);
 }
 
 function withPrefix(
   family: 4 | 6,
-  bytes: number[],
+  bytes: readonly number[],
   prefixText: string | undefined,
   prefixOffset: number,
   address: string,

@@ -1,6 +1,6 @@
 // Matching a normalised request against rules. A RuleSet indexes rules by host so that a
 // lookup costs a few map probes (one per label of the request's host) instead of a scan.
-import { ancestorsOf, hostMatches, type TargetHost } from './host.ts';
+import { hostMatches, type TargetHost } from './host.ts';
 import { pathMatches } from './path.ts';
 import type { Rule, Scheme } from './rule.ts';
 
@@ -59,12 +59,13 @@ function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
 export function findMatch(set: RuleSet, target: Target): Rule | null {
   if (target.host.kind === 'ip') return firstMatch(set.ip, target);
   const name = target.host.name;
-  const ancestors = ancestorsOf(name);
   let found = firstMatch(set.byName.get(name), target);
-  if (found === null && ancestors[0] !== undefined)
-    found = firstMatch(set.oneLabel.get(ancestors[0]), target);
-  for (let i = 0; found === null && i < ancestors.length; i++) {
-    found = firstMatch(set.anyDepth.get(ancestors[i] as string), target);
+  // Walk the proper ancestors without allocating a list: this is the gateway's hot path.
+  let dot = name.indexOf('.');
+  if (found === null && dot >= 0) found = firstMatch(set.oneLabel.get(name.slice(dot + 1)), target);
+  for (; found === null && dot >= 0; dot = name.indexOf('.', dot + 1)) {
+    if (set.anyDepth.size === 0) break;
+    found = firstMatch(set.anyDepth.get(name.slice(dot + 1)), target);
   }
   return found;
 }

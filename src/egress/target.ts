@@ -3,6 +3,7 @@
 // read) would read them, so `0x7f.1` is the address 127.0.0.1 here too and cannot slip past
 // address checks as a "name".
 import ipaddr from 'ipaddr.js';
+import { parseAddress } from './address.ts';
 import { normaliseName, type TargetHost } from './host.ts';
 import type { Target } from './match.ts';
 import { formatPath, type PathProblem, parseRequestPath } from './path.ts';
@@ -78,10 +79,11 @@ export function normaliseTargetHost(text: string): TargetHost | null {
   if (typeof text !== 'string' || text === '') return null;
   if (text.startsWith('[')) {
     if (!text.endsWith(']')) return null;
-    const inner = text.slice(1, -1);
-    // Zone ids name an interface of the gateway's own machine: never a destination.
-    if (inner.includes('%') || !ipaddr.IPv6.isValid(inner)) return null;
-    return { kind: 'ip', family: 6, bytes: ipaddr.IPv6.parse(inner).toByteArray() };
+    // The strict parser, as for rules: ipaddr.js reads [::1.2.3.4] as ::ffff:1.2.3.4 and an
+    // embedded 010.1.1.1 as 10.1.1.1. It refuses zone ids too, which name an interface of the
+    // gateway's own machine: never a destination. In brackets it reads IPv6 only (16 octets).
+    const bytes = parseAddress(text);
+    return bytes === null ? null : { kind: 'ip', family: 6, bytes };
   }
   if (/[^A-Za-z0-9.\-_\u0080-\uffff]/.test(text)) return null;
   const name = normaliseName(text);

@@ -15,6 +15,8 @@ describe('parsing a valid rule', () => {
     ['https://10.1.2.3:8443/2024', 'https://10.1.2.3:8443/2024'],
     ['https://[FD00::/64]', 'https://[fd00::/64]/'],
     ['https://[2001:0db8::0001]:8443/x', 'https://[2001:db8::1]:8443/x'],
+    // IPv4-compatible, not IPv4-mapped (ipaddr.js would read ::ffff:1.2.3.4): RFC 5952 hex form.
+    ['https://[::1.2.3.4]', 'https://[::102:304]/'],
     ['GET,GET https://a.example.com', 'GET https://a.example.com/'],
     ['PROPFIND https://dav.example.com/', 'PROPFIND https://dav.example.com/'],
     ['https://a.example.com/%7euser/caf%c3%a9', 'https://a.example.com/~user/caf%C3%A9'],
@@ -22,6 +24,7 @@ describe('parsing a valid rule', () => {
   ])('%s is read as %s', (text, canonical) => {
     const result = parseRule(text);
     expect(result.ok && formatRule(result.rule)).toBe(canonical);
+    expect(parseRule(canonical)).toEqual(result);
   });
 });
 
@@ -56,6 +59,7 @@ describe('parsing a rule with a mistake', () => {
     ['https://0x7f.0.0.1', 9, 'dotted-decimal'],
     ['https://010.1.2.3', 9, 'without leading zeros'],
     ['https://[fe80::1%eth0]', 17, 'zone ids'],
+    ['https://[::ffff:010.1.1.1]', 10, "'::ffff:010.1.1.1' is not a valid IPv6 address"],
     ['https://[fd00::1', 9, 'not closed'],
     ['https://exa mple.com', 12, 'at most one space'],
     [' https://a.example.com', 1, 'remove the spaces'],

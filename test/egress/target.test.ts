@@ -18,6 +18,8 @@ describe('a request that cannot be a target', () => {
       ['a host with a slash', { host: 'api.example.com/x' }],
       ['an IPv6 literal with a zone id', { host: '[fe80::1%25eth0]' }],
       ['an unbracketed IPv6 literal', { host: 'fd00::1' }],
+      ['an IPv6 literal embedding an IPv4 with a leading zero', { host: '[::ffff:010.1.1.1]' }],
+      ['an IPv4 literal in brackets', { host: '[1.2.3.4]' }],
       ['an IPv4 literal out of range', { host: '256.1.1.1' }],
       ['a wildcard', { host: '*.example.com' }],
     ],
@@ -100,6 +102,13 @@ describe('a request that is a target', () => {
     expect(normaliseTarget({ ...base, host: '[::ffff:169.254.169.254]' })).toMatchObject({
       ok: true,
       target: { host: { kind: 'ip', family: 6 } },
+    });
+  });
+
+  it('reads [::a.b.c.d] as IPv4-compatible, not as the IPv4-mapped ::ffff:a.b.c.d', () => {
+    expect(normaliseTarget({ ...base, host: '[::1.2.3.4]' })).toMatchObject({
+      ok: true,
+      target: { host: { kind: 'ip', family: 6, bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4] } },
     });
   });
 

@@ -1,0 +1,75 @@
+// `reins serve`: runs reins until SIGINT/SIGTERM. Every setting is a flag or an environment
+// variable (src/config/settings.ts; docs/configuration.md).
+import { Command, Option } from 'commander';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { SETTINGS } from '../config/settings.ts';
+import { formatDiagnostic } from '../policy/index.ts';
+import { createLogger } from '../runtime/logger.ts';
+import { StartError, start } from '../runtime/start.ts';
+import { toCliError } from './database-options.ts';
+import { CliError, EXIT } from './failure.ts';
+import { policyErrorToCli } from './policy-errors.ts';
+
+export function serveCommand(): Command {
+  const command = new Command('serve')
+    .description('Run the reins service: applies the policies, then serves until SIGINT or SIGTERM.')
+    .addHelpText(
+      'after',
+      '\nEvery option can also be set through the environment variable named in brackets.\nSee docs/configuration.md.',
+    );
+  for (const setting of SETTINGS) {
+    const defaults = setting.default ? `; default ${setting.default}` : '';
+    command.addOption(
+      new Option(
+        `${setting.flag} <${setting.placeholder}>`,
+        `${setting.description} [${setting.env}${defaults}]`,
+      ),
+    );
+  }
+  return command.action(async (flags: Record<string, unknown>) => {
+    let config: ReturnType<typeof loadConfig>;
+    try {
+      config = loadConfig(flags, process.env);
+    } catch (err) {
+      if (err instanceof ConfigError) throw new CliError(err.message, EXIT.usage);
+      throw err;
+    }
+    const log = createLogger(config.logLevel);
+    let running: Awaited<ReturnType<typeof start>>;
+    try {
+      running = await start(config, log);
+    } catch (err) {
+      log.flush();
+      if (err instanceof StartError) {
+        for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
+        throw new CliError(err.message, EXIT.invalid);
+      }
+      throw policyErrorToCli(toCliError(err));
+    }
+    process.stdout.write(nextSteps(running.admin.url));
+
+    await new Promise<void>((resolve) => {
+      const stop = (signal: NodeJS.Signals) => {
+        log.info({ signal }, 'stopping');
+        resolve();
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    await running.stop();
+    log.flush();
+  });
+}
+
+function nextSteps(adminUrl: string): string {
+  return [
+    '',
+    'reins is running.',
+    `  health:   curl -s ${adminUrl}/readyz`,
+    `  metrics:  curl -s ${adminUrl}/metrics`,
+    '  policies: npx reins policy plan policies/   (then edit policies/*.yaml and run it again)',
+    '',
+    'Stop with Ctrl-C.',
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,148 @@
+// Every setting of `reins serve`: its environment variable (names fixed by SPEC.md), its flag,
+// its default and what it means. docs/configuration.md is checked against this table by
+// test/config/settings.test.ts, so the two cannot drift apart.
+
+export interface Setting {
+  readonly key: keyof Config;
+  readonly env: string;
+  readonly flag: string;
+  readonly placeholder: string;
+  readonly default: string | undefined;
+  readonly description: string;
+}
+
+export interface Config {
+  readonly policies: string;
+  readonly dataDir: string;
+  readonly databaseUrl: string | undefined;
+  readonly issuer: string;
+  readonly host: string;
+  readonly port: number;
+  readonly gatewayPort: number;
+  readonly gatewayResource: string;
+  readonly adminPort: number;
+  readonly gatewayAllowPrivate: readonly string[];
+  readonly gatewayIntercept: 'auto' | 'always' | 'never';
+  readonly gatewayUpstreamCa: string | undefined;
+  readonly secretKey: string | undefined;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+}
+
+export const SETTINGS: readonly Setting[] = [
+  {
+    key: 'policies',
+    env: 'REINS_POLICIES',
+    flag: '--policies',
+    placeholder: 'dir',
+    default: './policies',
+    description: 'Policy directory, validated and applied at start.',
+  },
+  {
+    key: 'dataDir',
+    env: 'REINS_DATA_DIR',
+    flag: '--data-dir',
+    placeholder: 'dir',
+    default: './.reins',
+    description:
+      "Embedded database (PGlite) directory; 'memory' keeps it in memory. Ignored when DATABASE_URL is set.",
+  },
+  {
+    key: 'databaseUrl',
+    env: 'DATABASE_URL',
+    flag: '--database-url',
+    placeholder: 'url',
+    default: undefined,
+    description: 'PostgreSQL connection URL; when set, used instead of the embedded database.',
+  },
+  {
+    key: 'issuer',
+    env: 'REINS_ISSUER',
+    flag: '--issuer',
+    placeholder: 'url',
+    default: 'http://127.0.0.1:3000',
+    description: 'The authorization server issuer identifier (the `iss` of every token).',
+  },
+  {
+    key: 'host',
+    env: 'REINS_HOST',
+    flag: '--host',
+    placeholder: 'address',
+    default: '127.0.0.1',
+    description: 'Address every listener binds to. Loopback by default; set 0.0.0.0 to serve other machines.',
+  },
+  {
+    key: 'port',
+    env: 'REINS_PORT',
+    flag: '--port',
+    placeholder: 'port',
+    default: '3000',
+    description: 'Authorization server port.',
+  },
+  {
+    key: 'gatewayPort',
+    env: 'REINS_GATEWAY_PORT',
+    flag: '--gateway-port',
+    placeholder: 'port',
+    default: '3128',
+    description: 'Gateway (forward proxy) port.',
+  },
+  {
+    key: 'gatewayResource',
+    env: 'REINS_GATEWAY_RESOURCE',
+    flag: '--gateway-resource',
+    placeholder: 'uri',
+    default: 'urn:reins:gateway',
+    description: "The gateway's resource identifier: the `aud` of egress tokens and the default `resource`.",
+  },
+  {
+    key: 'adminPort',
+    env: 'REINS_ADMIN_PORT',
+    flag: '--admin-port',
+    placeholder: 'port',
+    default: '9464',
+    description: 'Admin port: /metrics, /livez, /readyz, /healthz.',
+  },
+  {
+    key: 'gatewayAllowPrivate',
+    env: 'REINS_GATEWAY_ALLOW_PRIVATE',
+    flag: '--gateway-allow-private',
+    placeholder: 'cidrs',
+    default: '',
+    description:
+      'Comma-separated CIDRs, each optionally with :port, that the gateway may reach although they are not public. Tokens must still grant them.',
+  },
+  {
+    key: 'gatewayIntercept',
+    env: 'REINS_GATEWAY_INTERCEPT',
+    flag: '--gateway-intercept',
+    placeholder: 'mode',
+    default: 'auto',
+    description:
+      "'auto' inspects tunnels to partly granted origins, 'always' inspects every tunnel, 'never' refuses partly granted origins.",
+  },
+  {
+    key: 'gatewayUpstreamCa',
+    env: 'REINS_GATEWAY_UPSTREAM_CA',
+    flag: '--gateway-upstream-ca',
+    placeholder: 'file',
+    default: undefined,
+    description: 'Extra PEM bundle the gateway trusts for upstream TLS (internal services, tests).',
+  },
+  {
+    key: 'secretKey',
+    env: 'REINS_SECRET_KEY',
+    flag: '--secret-key',
+    placeholder: 'key',
+    default: undefined,
+    description:
+      'Encrypts private keys (signing keys, interception CA) at rest. Prefer the environment variable to the flag.',
+  },
+  {
+    key: 'logLevel',
+    env: 'REINS_LOG_LEVEL',
+    flag: '--log-level',
+    placeholder: 'level',
+    default: 'info',
+    description: 'trace, debug, info, warn, error, fatal or silent.',
+  },
+];

@@ -1,0 +1,109 @@
+// The compiled policy: what apply writes to the database and what the server, the gateway and
+// plan read back. Everything is resolved and canonical: integration names are expanded, rules
+// are in formatRule's canonical text, lists are sorted, and every grant already carries its
+// effective egress (grant ∩ tenant ceiling), so consumers never re-derive it.
+// Plain JSON data: the same value round-trips through the database unchanged.
+import type { AuthMethod, JwksData } from './shape.ts';
+
+export interface PolicyModel {
+  /** Sorted by id. */
+  readonly tenants: readonly TenantModel[];
+}
+
+export interface TenantModel {
+  readonly id: string;
+  /** Seconds; no token of this tenant lives longer. */
+  readonly maxTokenTtl: number;
+  /** Longest act chain. */
+  readonly delegationDepth: number;
+  /** Canonical rules every grant is intersected with; null when the tenant has no ceiling. */
+  readonly ceiling: readonly string[] | null;
+  /** Destinations this tenant declares as its own. */
+  readonly owns: readonly string[];
+  /** Sorted by tenant: what each other tenant's agents may reach of what this one owns. */
+  readonly federation: readonly FederationModel[];
+  readonly integrations: readonly IntegrationModel[];
+  readonly agents: readonly AgentModel[];
+  readonly apps: readonly AppModel[];
+  readonly trustedIssuers: readonly TrustedIssuerModel[];
+  readonly users: readonly UserRightModel[];
+}
+
+export interface FederationModel {
+  readonly tenant: string;
+  readonly egress: readonly string[];
+}
+
+export interface IntegrationModel {
+  readonly name: string;
+  readonly rules: readonly string[];
+}
+
+/** Exactly one of jwks / jwksUri (private_key_jwt) or secretEnv / secretHash (client secrets). */
+export interface ClientAuthModel {
+  readonly method: AuthMethod;
+  readonly jwks: JwksData | null;
+  readonly jwksUri: string | null;
+  readonly secretEnv: string | null;
+  readonly secretHash: string | null;
+}
+
+export interface AgentModel {
+  readonly clientId: string;
+  readonly description: string | null;
+  readonly auth: ClientAuthModel;
+  /** Seconds: the agent's own setting (default 300), never above the tenant's maximum. */
+  readonly tokenTtl: number;
+  readonly mayAct: readonly string[];
+  /** Integration names the grant used (for `scope=egress:<name>`). */
+  readonly integrations: readonly string[];
+  /** The registered grant, integrations expanded, simplified. */
+  readonly egress: readonly string[];
+  /** egress ∩ ceiling: what the agent may ever reach. */
+  readonly effectiveEgress: readonly string[];
+}
+
+export interface AppModel {
+  readonly clientId: string;
+  readonly description: string | null;
+  readonly auth: ClientAuthModel;
+  readonly mayDelegateTo: readonly string[];
+}
+
+export interface TrustedIssuerModel {
+  readonly issuer: string;
+  readonly jwks: JwksData | null;
+  readonly jwksUri: string | null;
+  /** Accepted aud values; [] accepts any audience. */
+  readonly audience: readonly string[];
+  readonly subjectClaim: string;
+  readonly groupsClaim: string;
+  readonly rolesClaim: string;
+}
+
+/** null: not a condition. A list holds when the token's claim has any of its values. */
+export interface UserMatchModel {
+  readonly issuer: string | null;
+  readonly sub: readonly string[] | null;
+  readonly email: readonly string[] | null;
+  readonly groups: readonly string[] | null;
+  readonly roles: readonly string[] | null;
+  readonly claims: Readonly<Record<string, readonly string[]>> | null;
+}
+
+export interface UserRightModel {
+  /** The rule's `name`, or a rendering of its match (e.g. `groups=finance`). Unique in the tenant. */
+  readonly id: string;
+  readonly match: UserMatchModel;
+  readonly integrations: readonly string[];
+  readonly egress: readonly string[];
+  readonly effectiveEgress: readonly string[];
+}
+
+/** Defaults (SPEC.md, "Tokens": five-minute tokens; "Grants": chains capped at 3). */
+export const DEFAULT_MAX_TOKEN_TTL = 3600;
+export const DEFAULT_TOKEN_TTL = 300;
+export const DEFAULT_DELEGATION_DEPTH = 3;
+export const DEFAULT_SUBJECT_CLAIM = 'sub';
+export const DEFAULT_GROUPS_CLAIM = 'groups';
+export const DEFAULT_ROLES_CLAIM = 'roles';

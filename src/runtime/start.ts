@@ -1,0 +1,103 @@
+// Starts a reins process: database, migrations, policies, listeners. Returns a handle that
+// stops everything in order. The CLI's `serve` is a thin shell around this, and tests start
+// it in-process.
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { type AdminServer, startAdmin } from '../admin/server.ts';
+import type { Config } from '../config/settings.ts';
+import {
+  type ApplyOutcome,
+  applyPolicy,
+  contentHash,
+  type Diagnostic,
+  formatDiagnostic,
+  hasErrors,
+  loadPolicyDir,
+  validatePolicies,
+} from '../policy/index.ts';
+import type { Db } from '../store/db.ts';
+import { migrate } from '../store/migrate.ts';
+import { openDb } from '../store/open.ts';
+import type { Logger } from './logger.ts';
+
+export class StartError extends Error {
+  constructor(
+    readonly code: 'policy_invalid',
+    message: string,
+    readonly diagnostics: readonly Diagnostic[] = [],
+  ) {
+    super(message);
+    this.name = 'StartError';
+  }
+}
+
+export interface Running {
+  readonly db: Db;
+  readonly admin: AdminServer;
+  readonly policy: ApplyOutcome;
+  stop(): Promise<void>;
+}
+
+export async function start(config: Config, log: Logger): Promise<Running> {
+  const db = await openDb({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    onBackgroundError: (err) => log.warn({ err }, 'database connection problem'),
+  });
+  try {
+    const { applied } = await migrate(db);
+    if (applied.length > 0) log.info({ applied }, 'applied migrations');
+
+    const policy = await applyPolicies(db, config.policies, log);
+
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+    const admin = await startAdmin({
+      host: config.host,
+      port: config.adminPort,
+      registry,
+      checks: {
+        database: async () => {
+          await db.query('select 1');
+          return { ok: true };
+        },
+        policies: async () => ({ ok: true, detail: `version ${policy.version.version}` }),
+      },
+    });
+    log.info(
+      { admin: admin.url, backend: db.backend, policyVersion: policy.version.version },
+      'reins is ready',
+    );
+
+    return {
+      db,
+      admin,
+      policy,
+      stop: async () => {
+        await admin.close();
+        await db.close();
+        log.info('stopped');
+      },
+    };
+  } catch (err) {
+    await db.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** Validates the policy directory and applies it; a policy with errors stops the start. */
+async function applyPolicies(db: Db, dir: string, log: Logger): Promise<ApplyOutcome> {
+  const sources = await loadPolicyDir(dir);
+  const { diagnostics, model } = validatePolicies(sources);
+  for (const d of diagnostics)
+    if (d.severity === 'warning') log.warn({ diagnostic: formatDiagnostic(d) }, 'policy warning');
+  if (hasErrors(diagnostics) || model === null) {
+    throw new StartError('policy_invalid', `the policies in ${dir} have errors`, diagnostics);
+  }
+  const outcome = await applyPolicy(db, {
+    model,
+    contentHash: contentHash(sources),
+    files: sources.map((s) => s.name),
+  });
+  log.info({ status: outcome.status, version: outcome.version.version }, 'policies loaded');
+  return outcome;
+}
