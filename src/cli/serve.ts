@@ -12,7 +12,7 @@ import { policyErrorToCli } from './policy-errors.ts';
 
 export function serveCommand(): Command {
   const command = new Command('serve')
-    .description('Run the reins service: applies the policies, then serves until SIGINT or SIGTERM.')
+    .description('run the reins service: applies the policies, then serves until SIGINT or SIGTERM')
     .addHelpText(
       'after',
       '\nEvery option can also be set through the environment variable named in brackets.\nSee docs/configuration.md.',
@@ -35,6 +35,12 @@ export function serveCommand(): Command {
       throw err;
     }
     const log = createLogger(config.logLevel);
+    // Listen for the stop signals before starting anything: a SIGTERM during start-up must still
+    // end in an orderly stop (the start completes, then everything closes), not a hard kill.
+    const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
     let running: Awaited<ReturnType<typeof start>>;
     try {
       running = await start(config, log);
@@ -48,14 +54,8 @@ export function serveCommand(): Command {
     }
     process.stdout.write(nextSteps(running.admin.url));
 
-    await new Promise<void>((resolve) => {
-      const stop = (signal: NodeJS.Signals) => {
-        log.info({ signal }, 'stopping');
-        resolve();
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
+    const signal = await stopRequested;
+    log.info({ signal }, 'stopping');
     await running.stop();
     log.flush();
   });
