@@ -2,6 +2,7 @@
 // into one line on stderr and an exit code (see failure.ts), never a stack trace.
 import { Command, CommanderError } from 'commander';
 import { CliError, EXIT } from './failure.ts';
+import { keysCommand } from './keys.ts';
 import { migrateCommand } from './migrate.ts';
 import { policyCommand } from './policy.ts';
 import { serveCommand } from './serve.ts';
@@ -15,7 +16,8 @@ export function buildProgram(): Command {
     .exitOverride()
     .addCommand(serveCommand())
     .addCommand(migrateCommand())
-    .addCommand(policyCommand());
+    .addCommand(policyCommand())
+    .addCommand(keysCommand());
 }
 
 /** Runs the command line and returns the process exit code. */

@@ -8,7 +8,7 @@
 // reach anything one of its parents could not.
 
 import { formatRule } from './format.ts';
-import { ancestorsOf, anchorOf, hostContains, intersectHosts } from './host.ts';
+import { ancestorsOf, anchorOf, hostContains, intersectHosts, maskBytes } from './host.ts';
 import { intersectPaths, pathMatches } from './path.ts';
 import type { Rule } from './rule.ts';
 
@@ -85,6 +85,73 @@ class AnchorIndex {
   }
 }
 
+/**
+ * Rules indexed for containment: by scheme, port and host (anchor, or IP network and prefix),
+ * then by path in a trie. A rule's containers have the same scheme and port, a host anchored at
+ * its anchor or an ancestor (or a CIDR around its network), and a path that is a prefix of its
+ * own, so they are found by walking its path once per candidate host. simplifyRules needs this:
+ * comparing every pair of rules on one host is quadratic, and an agent chooses how many
+ * locations it requests (20,000 rules on one host took ~20 s, a denial of service of the token
+ * endpoint).
+ */
+class ContainmentIndex {
+  private readonly roots = new Map<string, PathNode>();
+
+  constructor(rules: readonly Rule[]) {
+    for (const rule of rules) {
+      let node = childOf(this.roots, `${rule.scheme}:${rule.port} ${hostKey(rule.host)}`);
+      for (const segment of rule.path) node = childOf(node.children, segment);
+      node.rules.push(rule);
+    }
+  }
+
+  /** Every rule that may contain `rule` (a superset; ruleContains decides). */
+  *containerCandidates(rule: Rule): Iterable<Rule> {
+    for (const host of containerHostKeys(rule.host)) {
+      let node = this.roots.get(`${rule.scheme}:${rule.port} ${host}`);
+      if (node === undefined) continue;
+      yield* node.rules;
+      for (const segment of rule.path) {
+        node = node.children.get(segment);
+        if (node === undefined) break;
+        yield* node.rules;
+      }
+    }
+  }
+}
+
+interface PathNode {
+  readonly rules: Rule[];
+  readonly children: Map<string, PathNode>;
+}
+
+function childOf(children: Map<string, PathNode>, key: string): PathNode {
+  let node = children.get(key);
+  if (node === undefined) {
+    node = { rules: [], children: new Map() };
+    children.set(key, node);
+  }
+  return node;
+}
+
+function hostKey(host: Rule['host']): string {
+  return host.kind === 'ip'
+    ? `ip${host.family}/${host.prefix}/${host.bytes.join('.')}`
+    : `n:${anchorOf(host)}`;
+}
+
+/** The keys of every host pattern that may contain `host`. */
+function containerHostKeys(host: Rule['host']): string[] {
+  if (host.kind === 'ip') {
+    const keys: string[] = [];
+    for (let prefix = 0; prefix <= host.prefix; prefix++)
+      keys.push(`ip${host.family}/${prefix}/${maskBytes(host.bytes, prefix).join('.')}`);
+    return keys;
+  }
+  const anchor = anchorOf(host) as string;
+  return [anchor, ...ancestorsOf(anchor)].map((name) => `n:${name}`);
+}
+
 function add(map: Map<string, Rule[]>, key: string, rule: Rule): void {
   const list = map.get(key);
   if (list) list.push(rule);
@@ -119,7 +186,7 @@ export function simplifyRules(rules: readonly Rule[]): Rule[] {
     else merged.set(key, { ...seen, methods: unionMethods(seen.methods, rule.methods) });
   }
   const distinct = [...merged.values()];
-  const index = new AnchorIndex(distinct);
+  const index = new ContainmentIndex(distinct);
   const kept = distinct.filter((rule) => {
     for (const other of index.containerCandidates(rule))
       if (other !== rule && ruleContains(other, rule)) return false;

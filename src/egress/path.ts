@@ -61,10 +61,18 @@ function normaliseSegment(
         offset: i,
         message: `a '\\' in a path is ambiguous and refused`,
       };
+    } else if (ch === '\u0000') {
+      // A raw NUL would be forwarded as %00, the very encoding refused above (servers written
+      // in C end the path there): refuse it raw too.
+      return { ok: false, problem: 'bad_character', offset: i, message: 'a NUL in a path is refused' };
     } else if (PCHAR_LITERAL.test(ch)) {
       out += ch;
     } else {
-      out += encodeURIComponent(ch).toUpperCase();
+      // Encode whole code points: a character beyond the BMP is two UTF-16 units, and
+      // encodeURIComponent throws on either half alone (the segment is well-formed, checked above).
+      const point = String.fromCodePoint(segment.codePointAt(i) as number);
+      out += encodeURIComponent(point).toUpperCase();
+      i += point.length - 1;
     }
   }
   return { ok: true, value: out };
@@ -83,6 +91,14 @@ export function parseRulePath(path: string): SegmentsResult {
   for (const segment of raw) {
     const normal = normaliseSegment(segment);
     if (!normal.ok) return { ...normal, offset: offset + normal.offset };
+    if (dotWithParameters(normal.value)) {
+      return {
+        ok: false,
+        problem: 'dot_segment',
+        offset,
+        message: `'${segment}' is a dot segment to servers that strip path parameters (Tomcat, Jetty); dot segments are not allowed in a rule's path`,
+      };
+    }
     if (normal.value === '' || normal.value === '.' || normal.value === '..') {
       return {
         ok: false,
@@ -97,8 +113,25 @@ export function parseRulePath(path: string): SegmentsResult {
   return { ok: true, segments };
 }
 
+/**
+ * Is the segment a dot segment with path parameters (`..;x`, `.;`, `..%3B`)? Tomcat and Jetty
+ * strip `;params` from each segment before resolving dot segments, so they read
+ * `/v1/..;/admin` as `/admin` while a prefix check sees a segment named `..;` under /v1: path
+ * confusion. Nothing legitimate is named so; an encoded `;` counts too, for servers that decode
+ * before they strip.
+ */
+function dotWithParameters(segment: string): boolean {
+  const name = segment.split(/;|%3B/, 1)[0];
+  return name !== segment && (name === '.' || name === '..');
+}
+
 function suggestResolved(raw: readonly string[]): string {
-  const resolved = removeDotSegments(raw.filter((s) => s !== '' && s !== '.'));
+  // Canonical spellings, so that an encoded dot (`%2e`) is resolved like a plain one.
+  const canonical = raw.map((s) => {
+    const normal = normaliseSegment(s);
+    return normal.ok ? normal.value : s;
+  });
+  const resolved = removeDotSegments(canonical.filter((s) => s !== '' && s !== '.'));
   return resolved === null ? '' : `: /${resolved.join('/')}`;
 }
 
@@ -135,6 +168,17 @@ export function parseRequestPath(path: string): SegmentsResult {
     const normal = normaliseSegment(segment);
     if (!normal.ok) return { ...normal, offset: offset + normal.offset };
     const last = i === raw.length - 1;
+    // `..;x` is `..` to Tomcat and Jetty, a plain name to us: refused. (`.;x` is harmless in a
+    // request: a server that drops it drops a segment beyond any rule's prefix, which cannot
+    // hold one.)
+    if (dotWithParameters(normal.value) && normal.value.startsWith('..')) {
+      return {
+        ok: false,
+        problem: 'escapes_root',
+        offset,
+        message: `'${normal.value}' is read as '..' by servers that strip path parameters, and refused`,
+      };
+    }
     if (normal.value === '..') {
       if (out.length === 0 || sawEmpty) {
         return {

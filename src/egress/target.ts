@@ -25,7 +25,8 @@ export type TargetProblem = 'bad_method' | 'bad_scheme' | 'bad_host' | 'bad_port
 export type TargetResult =
   | {
       ok: true;
-      target: Target /** the canonical path (with the original query) to send upstream */;
+      target: Target;
+      /** The canonical path and the query (see normaliseQuery) to send upstream. */
       forwardPath: string;
     }
   | { ok: false; problem: TargetProblem; message: string };
@@ -55,9 +56,11 @@ export function normaliseTarget(raw: RawTarget): TargetResult {
     return { ok: false, problem: 'bad_character', message: 'a fragment is not allowed in a request' };
   const queryAt = raw.path.indexOf('?');
   const pathOnly = queryAt >= 0 ? raw.path.slice(0, queryAt) : raw.path;
-  const query = queryAt >= 0 ? raw.path.slice(queryAt) : '';
   const path = parseRequestPath(pathOnly === '' ? '/' : pathOnly);
   if (!path.ok) return { ok: false, problem: path.problem, message: path.message };
+  const query = queryAt >= 0 ? normaliseQuery(raw.path.slice(queryAt)) : '';
+  if (query === null)
+    return { ok: false, problem: 'bad_character', message: 'the query is not well-formed Unicode' };
 
   return {
     ok: true,
@@ -66,8 +69,31 @@ export function normaliseTarget(raw: RawTarget): TargetResult {
   };
 }
 
+/**
+ * The query (with its `?`) as it may be forwarded. It is not matched, but it is written into the
+ * upstream request line (`GET ${forwardPath} HTTP/1.1`): a raw CR LF, space or NUL there would
+ * let the agent end the checked request line and inject headers or a second, unchecked request,
+ * and a non-ASCII character written as Latin-1 can become one (U+010A is 0x0A). So the
+ * characters a WHATWG URL parser encodes in a query (controls, space, `"`, `'`, `<`, `>`, DEL and
+ * everything beyond ASCII) are percent-encoded as UTF-8; everything else, existing `%XX`
+ * included, is kept byte for byte. null for a lone surrogate, which has no UTF-8 form.
+ */
+function normaliseQuery(query: string): string | null {
+  if (!query.isWellFormed()) return null;
+  let out = '';
+  for (const ch of query) {
+    const code = ch.codePointAt(0) as number;
+    if (code <= 0x20 || code >= 0x7f || ch === '"' || ch === '<' || ch === '>') out += encodeURIComponent(ch);
+    else if (ch === "'") out += '%27';
+    else out += ch;
+  }
+  return out;
+}
+
 function normalisePort(port: RawTarget['port'], scheme: Scheme): number | null {
   if (port === undefined || port === null || port === '') return DEFAULT_PORTS[scheme];
+  // Only numbers and strings: String() of an arbitrary object may throw or read as a port.
+  if (typeof port !== 'number' && typeof port !== 'string') return null;
   const text = String(port);
   if (!/^[0-9]{1,5}$/.test(text)) return null;
   const value = Number(text);

@@ -1,0 +1,37 @@
+// The signing keys' public API on one screen. docs/keys.md explains the life cycle.
+export {
+  decryptPrivateKey,
+  ENCRYPTION_SCHEMES,
+  type EncryptionScheme,
+  encryptPrivateKey,
+  KeyEncryptionError,
+  type KeyEncryptionErrorCode,
+} from './encryption.ts';
+export {
+  chooseSigningKey,
+  isPublished,
+  KEY_STATES,
+  type KeyRecord,
+  type KeyState,
+  planRetirement,
+  planRotation,
+  publishedKeys,
+  type RetirementDecision,
+  type RetirementReason,
+  type Transition,
+} from './rotation.ts';
+export {
+  DEFAULT_RETIRE_GRACE_MS,
+  type EnsureOptions,
+  type EnsureResult,
+  ensureSigningKey,
+  type KeyInfo,
+  type KeySet,
+  listKeys,
+  loadKeys,
+  type RotateOptions,
+  type RotationResult,
+  retireExpiredKeys,
+  rotateKeys,
+  SIGNING_ALG,
+} from './store.ts';
