@@ -6,7 +6,7 @@
 // separately by address classification, not by the grant).
 import { domainToASCII } from 'node:url';
 import ipaddr from 'ipaddr.js';
-import { parseAddress } from './address.ts';
+import { formatAddress, parseAddress } from './address.ts';
 import type { HostPattern } from './rule.ts';
 
 export type HostName = { readonly kind: 'name'; readonly name: string };
@@ -149,7 +149,7 @@ function withPrefix(
   const prefix = Number(prefixText);
   const network = maskBytes(bytes, prefix);
   if (network.some((byte, i) => byte !== bytes[i])) {
-    const written = formatAddress(family, network);
+    const written = formatAddress(network);
     const shown = family === 4 ? `${written}/${prefix}` : `[${written}/${prefix}]`;
     return {
       ok: false,
@@ -167,10 +167,6 @@ export function maskBytes(bytes: readonly number[], prefix: number): number[] {
   });
 }
 
-export function formatAddress(family: 4 | 6, bytes: readonly number[]): string {
-  return family === 4 ? bytes.join('.') : ipaddr.fromByteArray([...bytes]).toString(); // RFC 5952 compressed form
-}
-
 export function formatHostPattern(host: HostPattern): string {
   switch (host.kind) {
     case 'name':
@@ -178,7 +174,7 @@ export function formatHostPattern(host: HostPattern): string {
     case 'wildcard':
       return `${host.depth === 'one' ? '*' : '**'}.${host.base}`;
     case 'ip': {
-      const address = formatAddress(host.family, host.bytes);
+      const address = formatAddress(host.bytes);
       if (host.family === 4) return host.prefix === 32 ? address : `${address}/${host.prefix}`;
       return host.prefix === 128 ? `[${address}]` : `[${address}/${host.prefix}]`;
     }

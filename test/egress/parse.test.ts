@@ -73,3 +73,12 @@ describe('parsing a rule with a mistake', () => {
     }
   });
 });
+
+describe('the canonical text of IPv4-mapped IPv6 rules', () => {
+  it('uses the mixed notation RFC 5952 §5 recommends, and reads back the same', () => {
+    const result = parseRule('https://[::FFFF:0A01:0203]:8443/x');
+    expect(result.ok && formatRule(result.rule)).toBe('https://[::ffff:10.1.2.3]:8443/x');
+    const again = result.ok ? parseRule(formatRule(result.rule)) : result;
+    expect(again).toEqual(result);
+  });
+});
