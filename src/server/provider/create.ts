@@ -1,0 +1,202 @@
+// oidc-provider 9.13.3 configured as reins' authorization server (SPEC.md, "Tokens", "Grants").
+// Only what reins uses is switched on: client credentials for agents, resource indicators
+// (RFC 8707) with the gateway as the one resource, Rich Authorization Requests (RFC 9396) with
+// the one type `egress`, JWT access tokens (RFC 9068) signed with the active key.
+//
+// A client-credentials token request runs these steps (oidc-provider's order):
+//   1. client authentication (the client from ClientRegistry; hashed secrets vouched for by
+//      verifyHashedSecrets in front of oidc-provider);
+//   2. grant type allowed for the client (every client lists client_credentials, see
+//      clients/metadata.ts);
+//   3. `resource`: defaulted to the gateway, anything else `invalid_target`;
+//   4. `authorization_details`: parsed and shape-checked by oidc-provider, each entry by
+//      checkEgressDetail;
+//   5. issuanceFor: the one decision (issuance.ts) from the agent's registration and the
+//      request, memoised per request; an app is refused with `unauthorized_client`, over-asking
+//      with `invalid_scope` / `invalid_authorization_details`. The first hook oidc-provider calls triggers it;
+//   6. the JWT customizer writes the decision into the token and records the jti in the
+//      ledger before the token is signed and answered.
+//
+// Why the JWT customizer and not only the RAR hook (docs/decisions.md, "authorization_details
+// are written by the JWT customizer"): oidc-provider calls authorizationDetailsForAccessToken
+// only when the request carries authorization_details, but every agent token must carry its
+// grant; and a claim of that name returned from extraTokenClaims is overwritten when the JWT
+// is built. The customizer runs last, for every token.
+import type { JWK } from 'jose';
+import Provider, {
+  type ClientCredentials,
+  type Configuration,
+  errors,
+  type KoaContextWithOIDC,
+} from 'oidc-provider';
+import type { Db } from '../../store/db.ts';
+import { createAdapterFactory, installAtomicReplayDetection } from '../adapter/index.ts';
+import type { ClientRegistry } from '../clients/registry.ts';
+import { verifyHashedSecrets } from '../clients/secret-hash.ts';
+import { checkEgressDetail, decideIssuance, type Issuance } from './issuance.ts';
+import { recordIssued } from './ledger.ts';
+
+export interface ProviderOptions {
+  /** e.g. http://127.0.0.1:3000 */
+  readonly issuer: string;
+  readonly db: Db;
+  readonly clients: ClientRegistry;
+  /** RFC 8707 resource identifier of the gateway: the default and only accepted `resource`. */
+  readonly gatewayResource: string;
+  /** Private signing JWKs with `kid`, the active key first (keys/loadKeys gives this order). */
+  readonly signingKeys: readonly JWK[];
+  /** Keys for oidc-provider's signed cookies (unused by the token endpoint; random if absent). */
+  readonly cookieKeys?: readonly string[];
+}
+
+/** The paths oidc-provider serves that reins relies on (oidc-provider's defaults). */
+export const TOKEN_PATH = '/token';
+export const JWKS_PATH = '/jwks';
+
+/** The decision for one request, with who it was made for. */
+type Granted = Extract<Issuance, { ok: true }> & { readonly clientId: string; readonly tenant: string };
+
+export function createProvider(options: ProviderOptions): Provider {
+  const { db, clients, gatewayResource, signingKeys } = options;
+  const active = signingKeys[0];
+  if (!active?.kid) throw new TypeError('createProvider needs at least one signing key with a kid');
+  const activeKid = active.kid;
+
+  // One decision per token request, whichever hook asks first.
+  const decisions = new WeakMap<object, Granted>();
+  function issuanceFor(ctx: KoaContextWithOIDC): Granted {
+    const known = decisions.get(ctx);
+    if (known) return known;
+    const clientId = ctx.oidc.client?.clientId;
+    const registered = clientId === undefined ? undefined : clients.lookup(clientId);
+    // The client passed authentication moments ago; a policy apply may have removed it since.
+    if (clientId === undefined || registered === undefined) {
+      throw new errors.InvalidClient('the client is no longer registered');
+    }
+    if (registered.kind !== 'agent') {
+      throw new errors.UnauthorizedClient('only agents obtain egress tokens by client credentials');
+    }
+    const scope = stringParam(ctx.oidc.params?.scope);
+    const decision = decideIssuance(registered.tenant, registered.agent, {
+      scope,
+      authorizationDetails: parsedDetails(ctx.oidc.params?.authorization_details),
+    });
+    if (!decision.ok) {
+      throw decision.error === 'invalid_scope'
+        ? new errors.InvalidScope(decision.detail, scope ?? '')
+        : new errors.InvalidAuthorizationDetails(decision.detail);
+    }
+    const granted = { ...decision, clientId, tenant: registered.tenant.id };
+    decisions.set(ctx, granted);
+    return granted;
+  }
+
+  const configuration: Configuration = {
+    adapter: createAdapterFactory(db, { findClient: clients.findClient }),
+    jwks: { keys: signingKeys.map((k) => ({ ...k })) as NonNullable<Configuration['jwks']>['keys'] },
+    cookies: { keys: cookieKeysOf(options.cookieKeys) },
+    clientDefaults: {
+      grant_types: [],
+      response_types: [],
+      id_token_signed_response_alg: 'ES256',
+      token_endpoint_auth_method: 'private_key_jwt',
+    },
+    enabledJWA: {
+      // Client assertions (private_key_jwt): asymmetric only, as the policy schema allows.
+      clientAuthSigningAlgValues: ['ES256', 'ES384', 'ES512', 'EdDSA', 'RS256', 'PS256'],
+    },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: false },
+      revocation: { enabled: false },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => gatewayResource,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (_ctx, resource, client) => {
+          if (resource !== gatewayResource) {
+            throw new errors.InvalidTarget(`the only resource served is ${gatewayResource}`);
+          }
+          const registered = clients.lookup(client.clientId);
+          const integrations = registered?.kind === 'agent' ? registered.agent.integrations : [];
+          return {
+            scope: integrations.map((name) => `egress:${name}`).join(' '),
+            audience: gatewayResource,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'ES256', kid: activeKid } },
+          };
+        },
+      },
+      richAuthorizationRequests: {
+        enabled: true,
+        types: {
+          egress: {
+            validate: (_ctx, detail) => {
+              const checked = checkEgressDetail(detail);
+              if (!checked.ok) throw new errors.InvalidAuthorizationDetails(`egress: ${checked.message}`);
+            },
+          },
+        },
+        authorizationDetailsForAccessToken: (ctx) =>
+          issuanceFor(ctx).authorizationDetails.map((d) => ({ ...d })),
+        authorizationDetailsForGrantSource: () => undefined,
+        authorizationDetailsForIntrospection: () => undefined,
+      },
+    },
+    ttl: {
+      ClientCredentials: (ctx) => issuanceFor(ctx).ttl,
+    },
+    extraTokenClaims: (ctx, token) => {
+      const decision = issuanceFor(ctx);
+      // The token response (not the JWT: it was already assembled) reads these back.
+      const credentials = token as ClientCredentials;
+      credentials.rar = decision.authorizationDetails.map((d) => ({ ...d }));
+      credentials.scope = decision.scope || undefined;
+      return { tenant: decision.tenant };
+    },
+    formats: {
+      customizers: {
+        jwt: async (ctx, _token, jwt) => {
+          const decision = issuanceFor(ctx);
+          const payload = jwt.payload as Record<string, unknown>;
+          payload.authorization_details = decision.authorizationDetails;
+          payload.scope = decision.scope || undefined;
+          await recordIssued(db, {
+            jti: String(payload.jti),
+            tenant: decision.tenant,
+            clientId: decision.clientId,
+            sub: String(payload.sub),
+            agent: decision.clientId,
+            parentJti: null,
+            kind: 'client_credentials',
+            kid: activeKid,
+            iat: Number(payload.iat),
+            exp: Number(payload.exp),
+          });
+        },
+      },
+    },
+  };
+
+  const provider = new Provider(options.issuer, configuration);
+  installAtomicReplayDetection(provider);
+  provider.use(verifyHashedSecrets(clients, [TOKEN_PATH]));
+  return provider;
+}
+
+function stringParam(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+// oidc-provider's checkRar has already parsed and shape-checked the parameter.
+function parsedDetails(value: unknown): readonly unknown[] | undefined {
+  if (typeof value !== 'string') return undefined;
+  const parsed: unknown = JSON.parse(value);
+  return Array.isArray(parsed) ? parsed : undefined;
+}
+
+function cookieKeysOf(keys: readonly string[] | undefined): string[] {
+  if (keys && keys.length > 0) return [...keys];
+  return [crypto.randomUUID()];
+}
