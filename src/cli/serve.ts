@@ -52,7 +52,7 @@ export function serveCommand(): Command {
       }
       throw policyErrorToCli(toCliError(err));
     }
-    process.stdout.write(nextSteps(running.admin.url));
+    process.stdout.write(nextSteps(running.auth.url, running.admin.url, config.gatewayResource));
 
     const signal = await stopRequested;
     log.info({ signal }, 'stopping');
@@ -61,13 +61,16 @@ export function serveCommand(): Command {
   });
 }
 
-function nextSteps(adminUrl: string): string {
+function nextSteps(authUrl: string, adminUrl: string, resource: string): string {
   return [
     '',
     'reins is running.',
+    `  a token for the example billing agent (its secret comes from ACME_BILLING_AGENT_SECRET):`,
+    `    curl -s -u "billing-agent:$ACME_BILLING_AGENT_SECRET" -d grant_type=client_credentials \\`,
+    `      --data-urlencode resource=${resource} ${authUrl}/token`,
+    `  the keys that verify it:  curl -s ${authUrl}/jwks`,
     `  health:   curl -s ${adminUrl}/readyz`,
     `  metrics:  curl -s ${adminUrl}/metrics`,
-    '  policies: npx reins policy plan policies/   (then edit policies/*.yaml and run it again)',
     '',
     'Stop with Ctrl-C.',
     '',

@@ -17,6 +17,7 @@ import {
 import type { Db } from '../store/db.ts';
 import { migrate } from '../store/migrate.ts';
 import { openDb } from '../store/open.ts';
+import { type AuthServer, startAuthServer } from './auth-server.ts';
 import type { Logger } from './logger.ts';
 
 export class StartError extends Error {
@@ -33,6 +34,7 @@ export class StartError extends Error {
 export interface Running {
   readonly db: Db;
   readonly admin: AdminServer;
+  readonly auth: AuthServer;
   readonly policy: ApplyOutcome;
   stop(): Promise<void>;
 }
@@ -48,6 +50,8 @@ export async function start(config: Config, log: Logger): Promise<Running> {
     if (applied.length > 0) log.info({ applied }, 'applied migrations');
 
     const policy = await applyPolicies(db, config.policies, log);
+
+    const auth = await startAuthServer(config, db, log);
 
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
@@ -71,8 +75,10 @@ export async function start(config: Config, log: Logger): Promise<Running> {
     return {
       db,
       admin,
+      auth,
       policy,
       stop: async () => {
+        await auth.close();
         await admin.close();
         await db.close();
         log.info('stopped');

@@ -13,7 +13,14 @@ const ENTRY =
   "const { main } = await import('./src/cli/main.ts');" +
   "process.exitCode = await main(['node', 'reins', ...process.argv.slice(1)]);";
 // The embedded database in memory, ephemeral ports, whatever the environment says.
-const LOCAL = { DATABASE_URL: '', REINS_DATA_DIR: 'memory', REINS_ADMIN_PORT: '0', REINS_LOG_LEVEL: 'info' };
+const LOCAL = {
+  DATABASE_URL: '',
+  REINS_DATA_DIR: 'memory',
+  REINS_PORT: '0',
+  REINS_ADMIN_PORT: '0',
+  REINS_LOG_LEVEL: 'info',
+  ACME_BILLING_AGENT_SECRET: 'serve-test-secret',
+};
 
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
@@ -25,6 +32,7 @@ afterEach(async () => {
 interface Started {
   readonly child: ChildProcess;
   readonly adminUrl: string;
+  readonly tokenUrl: string;
   readonly output: () => string;
   readonly exited: Promise<number | null>;
 }
@@ -46,7 +54,8 @@ function serve(args: string[] = []): Promise<Started> {
     const onData = (chunk: Buffer) => {
       output += chunk.toString('utf8');
       const url = /health: +curl -s (http:\/\/\S+)\/readyz/.exec(output)?.[1];
-      if (url) resolve({ child, adminUrl: url, output: () => output, exited });
+      const tokenUrl = / (http:\/\/\S+\/token)\n/.exec(output)?.[1];
+      if (url && tokenUrl) resolve({ child, adminUrl: url, tokenUrl, output: () => output, exited });
     };
     child.stdout?.on('data', onData);
     child.stderr?.on('data', (chunk: Buffer) => {
@@ -70,6 +79,24 @@ describe('reins serve', () => {
     expect(await (await fetch(`${adminUrl}/metrics`)).text()).toContain('process_cpu_user_seconds_total');
     expect((await fetch(`${adminUrl}/nothing`)).status).toBe(404);
     expect(output()).toContain('"msg":"policies loaded"');
+  }, 60_000);
+
+  it('issues the token its printed curl asks for', async () => {
+    const { tokenUrl } = await serve();
+    const response = await fetch(tokenUrl, {
+      method: 'POST',
+      headers: {
+        authorization: `Basic ${Buffer.from('billing-agent:serve-test-secret').toString('base64')}`,
+      },
+      body: new URLSearchParams({ grant_type: 'client_credentials', resource: 'urn:reins:gateway' }),
+    });
+    const body = (await response.json()) as { access_token: string; token_type: string };
+    expect(response.status).toBe(200);
+    expect(body.token_type).toBe('Bearer');
+    const header = JSON.parse(
+      Buffer.from(body.access_token.split('.')[0] ?? '', 'base64url').toString('utf8'),
+    );
+    expect(header).toMatchObject({ typ: 'at+jwt', alg: 'ES256' });
   }, 60_000);
 
   it('stops cleanly on SIGTERM with exit code 0', async () => {

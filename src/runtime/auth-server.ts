@@ -1,0 +1,60 @@
+// The authorization server's listener: signing keys, the live client registry, oidc-provider,
+// and the expiry sweep of its storage, started and stopped together.
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from '../config/settings.ts';
+import { startSweeper } from '../server/adapter/index.ts';
+import { ClientRegistry } from '../server/clients/index.ts';
+import { ensureSigningKey, loadKeys } from '../server/keys/index.ts';
+import { createProvider } from '../server/provider/index.ts';
+import type { Db } from '../store/db.ts';
+import type { Logger } from './logger.ts';
+
+export interface AuthServer {
+  /** Where it listens, e.g. http://127.0.0.1:3000 (the issuer may differ behind a proxy). */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export async function startAuthServer(config: Config, db: Db, log: Logger): Promise<AuthServer> {
+  const { kid, created } = await ensureSigningKey(db, {
+    secretKey: config.secretKey,
+    now: new Date(),
+    warn: (message: string) => log.warn(message),
+  });
+  if (created) log.info({ kid }, 'created a signing key');
+  const keys = await loadKeys(db, config.secretKey);
+  const clients = await ClientRegistry.open(db, {
+    onError: (err: unknown) => log.warn({ err }, 'could not reload the OAuth clients'),
+  });
+  const provider = createProvider({
+    issuer: config.issuer,
+    db,
+    clients,
+    gatewayResource: config.gatewayResource,
+    signingKeys: keys.signing.map((k) => k.privateJwk),
+  });
+  provider.on('server_error', (_ctx: unknown, err: unknown) =>
+    log.error({ err }, 'authorization server error'),
+  );
+  const stopSweeper = startSweeper(db, {
+    onError: (err: unknown) => log.warn({ err }, 'expiry sweep failed'),
+  });
+
+  const server = createServer(provider.callback());
+  server.listen(config.port, config.host);
+  await once(server, 'listening');
+  const address = server.address() as AddressInfo;
+  return {
+    url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await stopSweeper();
+      await clients.close();
+    },
+  };
+}
