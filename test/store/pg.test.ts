@@ -2,25 +2,12 @@
 // listener survive connections cut under them.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/store/db.ts';
-import { StoreError } from '../../src/store/db.ts';
 import { openPg } from '../../src/store/pg.ts';
-import { nextValue, testDatabaseUrl, uniqueName } from '../support/db.ts';
-
-async function openFailure(url: string): Promise<StoreError> {
-  const err = await openPg(url).then(
-    async (db) => {
-      await db.close();
-      return undefined;
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(StoreError);
-  return err as StoreError;
-}
+import { nextValue, openFailure, testDatabaseUrl, uniqueName } from '../support/db.ts';
 
 describe('opening PostgreSQL', () => {
   it('reports an unreachable server as database_unavailable, naming it but not the password', async () => {
-    const err = await openFailure('postgres://reins:s3cret-pw@127.0.0.1:1/reins');
+    const err = await openFailure(() => openPg('postgres://reins:s3cret-pw@127.0.0.1:1/reins'));
     expect(err.code).toBe('database_unavailable');
     expect(err.message).toContain('postgres://reins:***@127.0.0.1:1/reins');
     expect(err.message).toContain('is the server running');
@@ -28,13 +15,15 @@ describe('opening PostgreSQL', () => {
   });
 
   it('reports a missing unix socket the same way', async () => {
-    const err = await openFailure('postgres://reins@/reins?host=/nonexistent-socket-dir&password=s3cret-pw');
+    const err = await openFailure(() =>
+      openPg('postgres://reins@/reins?host=/nonexistent-socket-dir&password=s3cret-pw'),
+    );
     expect(err.code).toBe('database_unavailable');
     expect(err.message).not.toContain('s3cret-pw');
   });
 
   it('refuses a URL that is not a PostgreSQL URL, showing what one looks like', async () => {
-    const err = await openFailure('mysql://root@localhost/reins');
+    const err = await openFailure(() => openPg('mysql://root@localhost/reins'));
     expect(err.code).toBe('database_unavailable');
     expect(err.message).toContain('postgres://USER:PASSWORD@HOST:PORT/DATABASE');
   });
@@ -44,7 +33,7 @@ describe('opening PostgreSQL', () => {
       /^(postgres(?:ql)?:\/\/[^/]*\/)[^?]*/i,
       '$1no_such_database',
     );
-    const err = await openFailure(url);
+    const err = await openFailure(() => openPg(url));
     expect(err.code).toBe('database_unavailable');
     expect(err.message).toMatch(/no_such_database.*createdb/);
   });

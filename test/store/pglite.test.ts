@@ -5,8 +5,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { StoreError } from '../../src/store/db.ts';
 import { openPglite } from '../../src/store/pglite.ts';
+import { openFailure } from '../support/db.ts';
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {
@@ -17,18 +17,6 @@ async function tempDir(): Promise<string> {
 afterEach(async () => {
   await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 });
-
-async function openFailure(dataDir: string): Promise<StoreError> {
-  const err = await openPglite(dataDir).then(
-    async (db) => {
-      await db.close();
-      return undefined;
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(StoreError);
-  return err as StoreError;
-}
 
 /** The pid of a process that has exited. */
 function deadPid(): number {
@@ -55,7 +43,7 @@ describe('an embedded database directory', () => {
     const dataDir = await tempDir();
     const db = await openPglite(dataDir);
     try {
-      const err = await openFailure(dataDir);
+      const err = await openFailure(() => openPglite(dataDir));
       expect(err.code).toBe('database_unavailable');
       expect(err.message).toContain('in use by this process');
     } finally {
@@ -66,7 +54,7 @@ describe('an embedded database directory', () => {
   it('refuses a directory another running process holds, naming that process', async () => {
     const dataDir = await tempDir();
     await writeFile(join(dataDir, 'reins.lock'), `${process.ppid}\n`);
-    const err = await openFailure(dataDir);
+    const err = await openFailure(() => openPglite(dataDir));
     expect(err.code).toBe('database_unavailable');
     expect(err.message).toContain(`in use by process ${process.ppid}`);
     expect(err.message).toContain('DATABASE_URL');
@@ -85,7 +73,7 @@ describe('an embedded database directory', () => {
   it('reports a directory it cannot create as database_unavailable', async () => {
     const file = join(await tempDir(), 'a-file');
     await writeFile(file, '');
-    const err = await openFailure(join(file, 'data'));
+    const err = await openFailure(() => openPglite(join(file, 'data')));
     expect(err.code).toBe('database_unavailable');
     expect(err.message).toContain('REINS_DATA_DIR');
   });

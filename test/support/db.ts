@@ -8,7 +8,7 @@
 //     afterAll(() => db.close());
 //   });
 import { randomBytes } from 'node:crypto';
-import type { Db } from '../../src/store/db.ts';
+import { type Db, StoreError } from '../../src/store/db.ts';
 import { migrate } from '../../src/store/migrate.ts';
 import { openPg } from '../../src/store/pg.ts';
 import { openPglite } from '../../src/store/pglite.ts';
@@ -76,4 +76,17 @@ export function nextValue<T>(subscribe: (resolve: (value: T) => void) => void, m
       resolve(value);
     });
   });
+}
+
+/** Opens a database that must fail to open; returns the StoreError it failed with. */
+export async function openFailure(open: () => Promise<Db>): Promise<StoreError> {
+  const err = await open().then(
+    async (db) => {
+      await db.close();
+      return undefined;
+    },
+    (e: unknown) => e,
+  );
+  if (!(err instanceof StoreError)) throw new Error(`expected a StoreError, got ${String(err)}`);
+  return err;
 }
