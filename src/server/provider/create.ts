@@ -33,8 +33,10 @@ import type { Db } from '../../store/db.ts';
 import { createAdapterFactory, installAtomicReplayDetection } from '../adapter/index.ts';
 import type { ClientRegistry } from '../clients/registry.ts';
 import { verifyHashedSecrets } from '../clients/secret-hash.ts';
+import { INTROSPECTION_PATH, ledgerEndpoints, REVOCATION_PATH } from '../endpoints/index.ts';
 import { checkEgressDetail, decideIssuance, type Issuance } from './issuance.ts';
-import { recordIssued } from './ledger.ts';
+import { type IssuedToken, recordIssued } from './ledger.ts';
+import { LedgerBatcher } from './ledger-batch.ts';
 
 export interface ProviderOptions {
   /** e.g. http://127.0.0.1:3000 */
@@ -47,6 +49,11 @@ export interface ProviderOptions {
   readonly signingKeys: readonly JWK[];
   /** Keys for oidc-provider's signed cookies (unused by the token endpoint; random if absent). */
   readonly cookieKeys?: readonly string[];
+  /**
+   * Ledger rows of concurrent tokens written in one INSERT (ledger-batch.ts). Default true;
+   * false writes one INSERT per token (bench/tokens compares the two).
+   */
+  readonly groupCommit?: boolean;
 }
 
 /** The paths oidc-provider serves that reins relies on (oidc-provider's defaults). */
@@ -61,6 +68,8 @@ export function createProvider(options: ProviderOptions): Provider {
   const active = signingKeys[0];
   if (!active?.kid) throw new TypeError('createProvider needs at least one signing key with a kid');
   const activeKid = active.kid;
+  const ledger = options.groupCommit === false ? null : new LedgerBatcher(db);
+  const record = (token: IssuedToken) => (ledger ? ledger.record(token) : recordIssued(db, token));
 
   // One decision per token request, whichever hook asks first.
   const decisions = new WeakMap<object, Granted>();
@@ -92,6 +101,7 @@ export function createProvider(options: ProviderOptions): Provider {
   }
 
   const configuration: Configuration = {
+    routes: { introspection: INTROSPECTION_PATH, revocation: REVOCATION_PATH },
     adapter: createAdapterFactory(db, { findClient: clients.findClient }),
     jwks: { keys: signingKeys.map((k) => ({ ...k })) as NonNullable<Configuration['jwks']>['keys'] },
     cookies: { keys: cookieKeysOf(options.cookieKeys) },
@@ -108,8 +118,10 @@ export function createProvider(options: ProviderOptions): Provider {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
-      introspection: { enabled: false },
-      revocation: { enabled: false },
+      // Enabled for their client authentication only: ledgerEndpoints (endpoints/) shadows
+      // them and answers for reins' JWTs from the token ledger.
+      introspection: { enabled: true },
+      revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => gatewayResource,
@@ -162,7 +174,7 @@ export function createProvider(options: ProviderOptions): Provider {
           const payload = jwt.payload as Record<string, unknown>;
           payload.authorization_details = decision.authorizationDetails;
           payload.scope = decision.scope || undefined;
-          await recordIssued(db, {
+          await record({
             jti: String(payload.jti),
             tenant: decision.tenant,
             clientId: decision.clientId,
@@ -181,7 +193,8 @@ export function createProvider(options: ProviderOptions): Provider {
 
   const provider = new Provider(options.issuer, configuration);
   installAtomicReplayDetection(provider);
-  provider.use(verifyHashedSecrets(clients, [TOKEN_PATH]));
+  provider.use(verifyHashedSecrets(clients, [TOKEN_PATH, INTROSPECTION_PATH, REVOCATION_PATH]));
+  provider.use(ledgerEndpoints({ db, issuer: options.issuer, clients, keys: signingKeys }));
   return provider;
 }
 

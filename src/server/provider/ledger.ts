@@ -3,8 +3,8 @@
 // that a signing key retires only after the last token it signed has expired.
 //
 // The row is written before the token is answered: a token the ledger does not know could
-// never be revoked. One awaited INSERT per token for now; batching concurrent inserts into one
-// commit (group commit) is the benchmark's next step (issue 4, "Benchmark").
+// never be revoked. On the token path concurrent rows are written together in one INSERT
+// (group commit, ledger-batch.ts); each token still waits for its own row to be durable.
 import type { Queryable } from '../../store/db.ts';
 
 export interface IssuedToken {
@@ -22,11 +22,24 @@ export interface IssuedToken {
   readonly exp: number;
 }
 
+/** Parameters per row of insertIssued; PostgreSQL allows 65,535 per statement. */
+export const PARAMS_PER_ROW = 10;
+
 export async function recordIssued(db: Queryable, token: IssuedToken): Promise<void> {
-  await db.query(
-    `insert into issued_tokens (jti, tenant, client_id, sub, agent, parent_jti, kind, kid, issued_at, expires_at)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9), to_timestamp($10))`,
-    [
+  await insertIssued(db, [token]);
+}
+
+/** Inserts `tokens` in one statement: all rows are committed, or none. */
+export async function insertIssued(db: Queryable, tokens: readonly IssuedToken[]): Promise<void> {
+  if (tokens.length === 0) return;
+  const values: string[] = [];
+  const params: unknown[] = [];
+  for (const token of tokens) {
+    const n = params.length;
+    values.push(
+      `($${n + 1}, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}, $${n + 6}, $${n + 7}, $${n + 8}, to_timestamp($${n + 9}), to_timestamp($${n + 10}))`,
+    );
+    params.push(
       token.jti,
       token.tenant,
       token.clientId,
@@ -37,6 +50,11 @@ export async function recordIssued(db: Queryable, token: IssuedToken): Promise<v
       token.kid,
       token.iat,
       token.exp,
-    ],
+    );
+  }
+  await db.query(
+    `insert into issued_tokens (jti, tenant, client_id, sub, agent, parent_jti, kind, kid, issued_at, expires_at)
+     values ${values.join(', ')}`,
+    params,
   );
 }

@@ -1,0 +1,48 @@
+// RFC 8414 authorization server metadata (pure), derived from oidc-provider's OpenID discovery
+// document so that endpoints and authentication methods are stated once, by oidc-provider,
+// and only what reins actually serves is claimed.
+
+/** The members of oidc-provider's document that mean the same under RFC 8414 §2. */
+const COPIED = [
+  'issuer',
+  'token_endpoint',
+  'jwks_uri',
+  'token_endpoint_auth_methods_supported',
+  'token_endpoint_auth_signing_alg_values_supported',
+  'introspection_endpoint',
+  'revocation_endpoint',
+] as const;
+
+/**
+ * Grants that work today (SPEC.md, "Grants"). Token exchange joins when it is implemented;
+ * listing it earlier would send clients into `unsupported_grant_type`.
+ */
+export const GRANT_TYPES_SUPPORTED = ['client_credentials'] as const;
+
+/**
+ * `scopes_supported` is left out on purpose: the scopes are `egress:<integration>` per tenant,
+ * and one public document listing them would tell every tenant the others' integration names.
+ */
+export function authorizationServerMetadata(
+  openid: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
+  const metadata: Record<string, unknown> = {};
+  for (const name of COPIED) {
+    if (openid[name] !== undefined) metadata[name] = openid[name];
+  }
+  // oidc-provider authenticates clients the same way at every endpoint (one clientAuthMethods
+  // list), so it states the methods once; RFC 8414 has no default for the other endpoints,
+  // so they are stated for each.
+  for (const endpoint of ['introspection', 'revocation']) {
+    for (const suffix of ['auth_methods_supported', 'auth_signing_alg_values_supported']) {
+      const value = openid[`token_endpoint_${suffix}`];
+      if (value !== undefined) metadata[`${endpoint}_endpoint_${suffix}`] = value;
+    }
+  }
+  // RFC 8414 §2 makes response_types_supported REQUIRED; reins has no authorization endpoint
+  // in use (every client registers `response_types: []`), so the honest answer is empty.
+  metadata.response_types_supported = [];
+  metadata.grant_types_supported = [...GRANT_TYPES_SUPPORTED];
+  metadata.authorization_details_types_supported = ['egress'];
+  return metadata;
+}

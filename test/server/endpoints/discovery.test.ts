@@ -1,0 +1,58 @@
+// RFC 8414 and OpenID discovery over real HTTP, on every database backend.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { exampleSources } from '../../policy/support.ts';
+import { testBackends } from '../../support/db.ts';
+import { type AuthServer, startAuthServer } from '../provider/support.ts';
+
+async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(url);
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+describe.each(testBackends())('discovery on $name', (backend) => {
+  let server: AuthServer;
+  beforeEach(async () => {
+    server = await startAuthServer(backend, exampleSources());
+  });
+  afterEach(async () => {
+    await server.close();
+  });
+
+  it('serves RFC 8414 metadata listing only what works', async () => {
+    const { status, body } = await getJson(`${server.url}/.well-known/oauth-authorization-server`);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({
+      issuer: server.url,
+      token_endpoint: `${server.url}/token`,
+      jwks_uri: `${server.url}/jwks`,
+      grant_types_supported: ['client_credentials'],
+      authorization_details_types_supported: ['egress'],
+      introspection_endpoint: `${server.url}/introspect`,
+      revocation_endpoint: `${server.url}/revoke`,
+      response_types_supported: [],
+    });
+    for (const name of [
+      'token_endpoint_auth_methods_supported',
+      'introspection_endpoint_auth_methods_supported',
+      'revocation_endpoint_auth_methods_supported',
+    ]) {
+      expect(body[name]).toEqual(
+        expect.arrayContaining(['private_key_jwt', 'client_secret_basic', 'client_secret_post']),
+      );
+    }
+    expect(body).not.toHaveProperty('scopes_supported');
+    expect(body).not.toHaveProperty('userinfo_endpoint');
+  });
+
+  it('keeps serving the OpenID document, naming the same ledger endpoints', async () => {
+    const { status, body } = await getJson(`${server.url}/.well-known/openid-configuration`);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({
+      issuer: server.url,
+      token_endpoint: `${server.url}/token`,
+      jwks_uri: `${server.url}/jwks`,
+      introspection_endpoint: `${server.url}/introspect`,
+      revocation_endpoint: `${server.url}/revoke`,
+    });
+  });
+});
