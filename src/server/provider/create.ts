@@ -105,6 +105,10 @@ export function createProvider(options: ProviderOptions): Provider {
     adapter: createAdapterFactory(db, { findClient: clients.findClient }),
     jwks: { keys: signingKeys.map((k) => ({ ...k })) as NonNullable<Configuration['jwks']>['keys'] },
     cookies: { keys: cookieKeysOf(options.cookieKeys) },
+    // Every client authenticates: no policy client is public, and discovery must not advertise
+    // `none` (oidc-provider's default list includes it) at the token, introspection or
+    // revocation endpoint.
+    clientAuthMethods: ['private_key_jwt', 'client_secret_basic', 'client_secret_post'],
     clientDefaults: {
       grant_types: [],
       response_types: [],

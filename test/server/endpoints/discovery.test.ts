@@ -36,9 +36,8 @@ describe.each(testBackends())('discovery on $name', (backend) => {
       'introspection_endpoint_auth_methods_supported',
       'revocation_endpoint_auth_methods_supported',
     ]) {
-      expect(body[name]).toEqual(
-        expect.arrayContaining(['private_key_jwt', 'client_secret_basic', 'client_secret_post']),
-      );
+      // Never `none`: every client authenticates, and an unauthenticated caller learns nothing.
+      expect(body[name]).toEqual(['private_key_jwt', 'client_secret_basic', 'client_secret_post']);
     }
     expect(body).not.toHaveProperty('scopes_supported');
     expect(body).not.toHaveProperty('userinfo_endpoint');
