@@ -95,8 +95,9 @@ async function writeTenant(tx: Queryable, t: TenantModel): Promise<void> {
   for (const app of t.apps) await writeApp(tx, t.id, app);
   for (const i of t.trustedIssuers) {
     await tx.query(
-      `insert into trusted_issuers (tenant, issuer, jwks, jwks_uri, audience, subject_claim, groups_claim, roles_claim)
-       values ($1, $2, $3::jsonb, $4, $5::jsonb, $6, $7, $8)`,
+      `insert into trusted_issuers (tenant, issuer, jwks, jwks_uri, audience, subject_claim, groups_claim, roles_claim,
+                                    algorithms)
+       values ($1, $2, $3::jsonb, $4, $5::jsonb, $6, $7, $8, $9::jsonb)`,
       [
         t.id,
         i.issuer,
@@ -106,6 +107,7 @@ async function writeTenant(tx: Queryable, t: TenantModel): Promise<void> {
         i.subjectClaim,
         i.groupsClaim,
         i.rolesClaim,
+        json(i.algorithms),
       ],
     );
   }

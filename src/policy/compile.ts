@@ -1,6 +1,7 @@
 // One tenant's draft → its compiled model, running every semantic check on the way: grants and
 // rules resolve, names point at agents and tenants that exist, credentials are well-formed,
-// lifetimes fit the tenant's maximum. Every grant gets its effective egress = grant ∩ ceiling.
+// lifetimes fit the tenant's maximum, no user subject is a client id. Every grant gets its
+// effective egress = grant ∩ ceiling.
 import { formatRule, intersectRules, type Rule, simplifyRules } from '../egress/index.ts';
 import { checkClientAuth, checkIssuer } from './credentials.ts';
 import { describe } from './describe.ts';
@@ -12,6 +13,7 @@ import {
   type ClientAuthModel,
   DEFAULT_DELEGATION_DEPTH,
   DEFAULT_GROUPS_CLAIM,
+  DEFAULT_ISSUER_ALGORITHMS,
   DEFAULT_MAX_TOKEN_TTL,
   DEFAULT_ROLES_CLAIM,
   DEFAULT_SUBJECT_CLAIM,
@@ -28,6 +30,7 @@ import {
   type ReferenceContext,
 } from './references.ts';
 import type { AgentData, AuthData, UserRightData } from './shape.ts';
+import { checkUserSubjects } from './subjects.ts';
 import type { Located, TenantDraft } from './tenants.ts';
 import { list, matchModel, renderMatch } from './user-match.ts';
 
@@ -127,6 +130,7 @@ export function compileTenant(draft: TenantDraft, refs: ReferenceContext, out: D
       subjectClaim: value.subject_claim ?? DEFAULT_SUBJECT_CLAIM,
       groupsClaim: value.groups_claim ?? DEFAULT_GROUPS_CLAIM,
       rolesClaim: value.roles_claim ?? DEFAULT_ROLES_CLAIM,
+      algorithms: list(value.algorithms ?? DEFAULT_ISSUER_ALGORITHMS),
     };
   });
 
@@ -134,6 +138,7 @@ export function compileTenant(draft: TenantDraft, refs: ReferenceContext, out: D
   const userIds = new Map<string, Located<UserRightData>>();
   for (const user of draft.users) {
     checkMatchIssuer(user, refs, out);
+    checkUserSubjects(user, refs.clients, out);
     const id = user.value.name ?? renderMatch(matchModel(user.value.match));
     const first = userIds.get(id);
     if (first) {

@@ -79,6 +79,11 @@ export interface TrustedIssuerModel {
   readonly subjectClaim: string;
   readonly groupsClaim: string;
   readonly rolesClaim: string;
+  /**
+   * JWS algorithms a subject token from this issuer may be signed with, sorted, never empty:
+   * verification is pinned to them, so the token's own `alg` header never picks (RFC 8725 §3.1).
+   */
+  readonly algorithms: readonly string[];
 }
 
 /** null: not a condition. A list holds when the token's claim has any of its values. */
@@ -107,3 +112,36 @@ export const DEFAULT_DELEGATION_DEPTH = 3;
 export const DEFAULT_SUBJECT_CLAIM = 'sub';
 export const DEFAULT_GROUPS_CLAIM = 'groups';
 export const DEFAULT_ROLES_CLAIM = 'roles';
+
+/**
+ * The JWS algorithms a trusted issuer may be allowed (RFC 7518 §3.1, RFC 8037): asymmetric only.
+ * Never `none` (an unsigned token anyone can write) and never HS* (an HMAC keyed with the
+ * issuer's *public* key verifies a token anyone holding that public key has "signed"; RFC 8725
+ * §2.1, §3.1). schema/policy.schema.json lists the same values.
+ */
+export const ISSUER_ALGORITHMS = [
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'PS256',
+  'PS384',
+  'PS512',
+  'RS256',
+  'RS384',
+  'RS512',
+] as const;
+
+/**
+ * When an issuer names no `algorithms`: what identity providers sign with in practice (ES*,
+ * EdDSA, RS256 as in OIDC Core §3.1.3.7, PS256), sorted as the model keeps it. Migration
+ * 003_issuer_algorithms.sql fills issuers applied before it with the same list.
+ */
+export const DEFAULT_ISSUER_ALGORITHMS: readonly string[] = [
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'PS256',
+  'RS256',
+];

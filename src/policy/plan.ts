@@ -202,6 +202,7 @@ function issuerView(issuer: TrustedIssuerModel): View {
       keys: issuer.jwks ? `jwks (${keysText(issuer.jwks)})` : `jwks_uri ${issuer.jwksUri}`,
       audience: listText(issuer.audience),
       claims: `sub=${issuer.subjectClaim}, groups=${issuer.groupsClaim}, roles=${issuer.rolesClaim}`,
+      algorithms: listText(issuer.algorithms),
     },
   };
 }

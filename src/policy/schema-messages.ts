@@ -5,6 +5,7 @@ import type { ErrorObject } from 'ajv';
 import { describe, pointerToPath, valueAt } from './describe.ts';
 import { type Diagnostic, error } from './diagnostic.ts';
 import type { NodePath, ParsedFile } from './document.ts';
+import { ISSUER_ALGORITHMS } from './model.ts';
 import { didYouMean, listOf } from './suggest.ts';
 
 /** Keys that would hold a secret in clear text. Never accepted: files end up in git. */
@@ -99,10 +100,15 @@ function explain(file: ParsedFile, e: ErrorObject, path: NodePath): Diagnostic |
       const key = String(e.params.missingProperty);
       return error(file.locateKey(path), `${where} is missing '${key}'${REQUIRED_HINTS[key] ?? ''}`);
     }
-    case 'type':
-      return error(file.locate(path), typeMessage(where, String(e.params.type), value));
+    case 'type': {
+      // `algorithms: HS256` would otherwise be told to write [HS256].
+      const forbidden = isIssuerAlgorithms(path) ? forbiddenAlgorithm(where, value) : null;
+      return error(file.locate(path), forbidden ?? typeMessage(where, String(e.params.type), value));
+    }
     case 'enum': {
       const allowed = (e.params.allowedValues as unknown[]).map(String);
+      const forbidden = isIssuerAlgorithms(path) ? forbiddenAlgorithm(where, value) : null;
+      if (forbidden) return error(file.locate(path), forbidden);
       const got = typeof value === 'string' ? `'${value}'` : JSON.stringify(value);
       const hint = typeof value === 'string' ? didYouMean(value, allowed) : '';
       return error(file.locate(path), `${where} must be one of ${listOf(allowed)}, not ${got}${hint}`);
@@ -189,6 +195,33 @@ function explainBranches(path: NodePath, value: unknown): string {
     return `${where}: add the issuer's public keys: 'jwks_uri: https://…' or 'jwks: { keys: [ … ] }'`;
   }
   return `${where} must be a string or a non-empty list of strings`;
+}
+
+/** trusted_issuers[i].algorithms or one of its entries. */
+function isIssuerAlgorithms(path: NodePath): boolean {
+  return path[0] === 'trusted_issuers' && path[2] === 'algorithms';
+}
+
+/**
+ * Why `none` and HS* are refused, which a bare "must be one of" would not say. `none` lets an
+ * unsigned token through; an HMAC verified with the issuer's key uses a *public* key as the
+ * shared secret, so anyone can mint tokens that pass (RFC 8725 §2.1). null for other values.
+ */
+function forbiddenAlgorithm(where: string, value: unknown): string | null {
+  if (typeof value !== 'string') return null;
+  const instead =
+    'list the asymmetric algorithms the issuer signs with, e.g. [ES256, RS256], or remove ' +
+    `'algorithms' for the default (allowed: ${ISSUER_ALGORITHMS.join(', ')})`;
+  if (value.toLowerCase() === 'none') {
+    return `${where} is '${value}': an unsigned token, which anyone can write, would pass as a user's; ${instead}`;
+  }
+  if (/^hs\d*$/i.test(value)) {
+    return (
+      `${where} is '${value}', a shared-secret (HMAC) algorithm: keyed with the issuer's public key, ` +
+      `it would accept tokens forged by anyone who has that public key; ${instead}`
+    );
+  }
+  return null;
 }
 
 function lastKey(path: NodePath): string | number | undefined {

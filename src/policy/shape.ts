@@ -59,6 +59,7 @@ export interface IssuerData {
   readonly subject_claim?: string;
   readonly groups_claim?: string;
   readonly roles_claim?: string;
+  readonly algorithms?: readonly string[];
 }
 
 export interface UserMatchData {

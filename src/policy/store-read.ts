@@ -81,8 +81,8 @@ async function readIn(db: Queryable): Promise<AppliedPolicy> {
     await q<IntegrationRow>('select tenant, name, rules from integrations'),
     await q<ClientRow>(`select client_id, tenant, kind, description, auth_method, jwks, jwks_uri, secret_env, secret_hash,
                          token_ttl, may_act, integrations, egress, effective_egress, may_delegate_to from clients`),
-    await q<IssuerRow>(`select tenant, issuer, jwks, jwks_uri, audience, subject_claim, groups_claim, roles_claim
-                  from trusted_issuers`),
+    await q<IssuerRow>(`select tenant, issuer, jwks, jwks_uri, audience, subject_claim, groups_claim, roles_claim,
+                         algorithms from trusted_issuers`),
     await q<UserRow>('select tenant, id, match, integrations, egress, effective_egress from user_rights'),
     await q<OwnedRow>('select tenant, position, rule from owned_destinations'),
     await q<FederationRow>('select tenant, peer_tenant, egress from federation'),
@@ -163,6 +163,7 @@ interface IssuerRow {
   subject_claim: string;
   groups_claim: string;
   roles_claim: string;
+  algorithms: string[];
 }
 interface UserRow {
   tenant: string;
@@ -224,6 +225,7 @@ function issuerOf(row: IssuerRow): TrustedIssuerModel {
     subjectClaim: row.subject_claim,
     groupsClaim: row.groups_claim,
     rolesClaim: row.roles_claim,
+    algorithms: row.algorithms,
   };
 }
 

@@ -3,8 +3,9 @@
 //
 // Phases: YAML (syntax, duplicate keys) → JSON Schema per file → tenants assembled across files
 // (duplicates, settings conflicts, client ids) → per tenant: rules, names, credentials, lifetimes,
-// effective egress → warnings. A file that fails an early phase is left out of the later ones,
-// and its tenant's "unknown name" errors are held back, so one typo does not cascade.
+// user subjects against every client id of the deployment, effective egress → warnings. A file
+// that fails an early phase is left out of the later ones, and its tenant's "unknown name" errors
+// are held back, so one typo does not cascade.
 import { compileTenant, type ResolvedTenant } from './compile.ts';
 import { compareText, type Diagnostic, error, hasErrors, sortDiagnostics } from './diagnostic.ts';
 import { parsePolicyFile } from './document.ts';

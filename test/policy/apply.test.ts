@@ -1,12 +1,16 @@
 // applyPolicy against every backend (PGlite always, PostgreSQL when DATABASE_URL is set).
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { applyPolicy, POLICY_CHANNEL } from '../../src/policy/apply.ts';
 import { contentHash } from '../../src/policy/content-hash.ts';
-import type { PolicyModel } from '../../src/policy/model.ts';
+import { DEFAULT_ISSUER_ALGORITHMS, type PolicyModel } from '../../src/policy/model.ts';
 import type { PolicySource } from '../../src/policy/source.ts';
 import { readAppliedPolicy } from '../../src/policy/store-read.ts';
 import { validatePolicies } from '../../src/policy/validate.ts';
 import type { Db } from '../../src/store/db.ts';
+import { MIGRATIONS_DIR, migrate } from '../../src/store/migrate.ts';
 import { nextValue, openMigratedDb, testBackends } from '../support/db.ts';
 import { exampleSources, sourcesOf, yaml } from './support.ts';
 
@@ -47,6 +51,18 @@ const SMALLER = sourcesOf({
   ),
 });
 
+const ISSUERS = sourcesOf({
+  'acme.yaml': yaml(
+    'tenant: acme',
+    'trusted_issuers:',
+    '  - issuer: https://login.acme.example',
+    '    jwks_uri: https://login.acme.example/jwks',
+    '    algorithms: [RS256, ES256, RS256]',
+    '  - issuer: https://other.acme.example',
+    '    jwks_uri: https://other.acme.example/jwks',
+  ),
+});
+
 describe.each(testBackends())('applying policies on $name', (backend) => {
   let db: Db;
   beforeEach(async () => {
@@ -70,6 +86,33 @@ describe.each(testBackends())('applying policies on $name', (backend) => {
     expect(applied.version?.summary).toBe(
       '2 tenants, 7 integrations, 5 agents, 2 apps, 2 trusted issuers, 5 user rules',
     );
+  });
+
+  it("stores each trusted issuer's algorithms, given or default, and reads them back unchanged", async () => {
+    const input = compile(ISSUERS);
+    await applyPolicy(db, input);
+    expect((await readAppliedPolicy(db)).model).toEqual(input.model);
+    const { rows } = await db.query<{ issuer: string; algorithms: string[] }>(
+      'select issuer, algorithms from trusted_issuers order by issuer',
+    );
+    expect(rows).toEqual([
+      { issuer: 'https://login.acme.example', algorithms: ['ES256', 'RS256'] },
+      { issuer: 'https://other.acme.example', algorithms: DEFAULT_ISSUER_ALGORITHMS },
+    ]);
+  });
+
+  it('refuses an issuer allowing none or an HMAC algorithm even when the model skipped validation', async () => {
+    await applyPolicy(db, compile(exampleSources()));
+    const before = await snapshot(db);
+    const good = compile(ISSUERS);
+    for (const algorithms of [['HS256'], ['ES256', 'none'], []]) {
+      const tenants = good.model.tenants.map((t) => ({
+        ...t,
+        trustedIssuers: t.trustedIssuers.map((i) => ({ ...i, algorithms })),
+      }));
+      await expect(applyPolicy(db, { ...good, model: { tenants } })).rejects.toThrow(/algorithms_check/);
+      expect(await snapshot(db)).toEqual(before);
+    }
   });
 
   it('applied twice with the same files records one version and leaves the same state', async () => {
@@ -134,5 +177,45 @@ describe.each(testBackends())('applying policies on $name', (backend) => {
     await applyPolicy(db, compile(exampleSources()));
     expect(await received).toBe('1');
     await unlisten();
+  });
+});
+
+// Issuers applied before migration 003 have no algorithms column: it must fill them with the
+// default, so the database reads back exactly what their unchanged files compile to now.
+describe.each(testBackends())('migration 003 on $name', (backend) => {
+  let db: Db;
+  let dir: string;
+  beforeEach(async () => {
+    db = await backend.open();
+    dir = await mkdtemp(join(tmpdir(), 'reins-migrations-'));
+  });
+  afterEach(async () => {
+    await db.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('gives issuers applied before it the default algorithms, matching what their files compile to', async () => {
+    for (const name of ['001_foundation.sql', '002_policy.sql'])
+      await copyFile(join(MIGRATIONS_DIR, name), join(dir, name));
+    await migrate(db, dir);
+    const file = yaml(
+      'tenant: acme',
+      'trusted_issuers:',
+      '  - issuer: https://login.acme.example',
+      '    jwks_uri: https://login.acme.example/jwks',
+      '    audience: portal',
+    );
+    const { model } = compile(sourcesOf({ 'acme.yaml': file }));
+    // What apply wrote before 003, column for column.
+    await db.query(
+      "insert into tenants (id, max_token_ttl, delegation_depth, egress_ceiling) values ('acme', 3600, 3, null)",
+    );
+    await db.query(
+      `insert into trusted_issuers (tenant, issuer, jwks, jwks_uri, audience, subject_claim, groups_claim, roles_claim)
+       values ('acme', 'https://login.acme.example', null, 'https://login.acme.example/jwks', '["portal"]', 'sub', 'groups', 'roles')`,
+    );
+
+    expect((await migrate(db)).applied).toContain('003_issuer_algorithms.sql');
+    expect((await readAppliedPolicy(db)).model).toEqual(model);
   });
 });

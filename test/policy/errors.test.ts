@@ -65,6 +65,16 @@ const CLASHING_ID = swap(GLOBEX, 'shipping-agent:', 'billing-agent:');
 const SETTINGS_A = `${ACME}settings: { max_token_ttl: 600 }\n`;
 const SETTINGS_B = yaml('tenant: acme', 'settings:', '  max_token_ttl: 900');
 const SYNTAX = swap(ACME, 'egress: [payments]', 'egress: [payments');
+const issuerWith = (algorithms: string) =>
+  `${ACME}trusted_issuers:\n  - issuer: https://login.acme.example\n    jwks_uri: https://login.acme.example/jwks\n    algorithms: ${algorithms}\n`;
+const HMAC_ALGORITHM = issuerWith('[ES256, HS256]');
+const NONE_ALGORITHM = issuerWith('[none]');
+const MISSPELT_ALGORITHM = issuerWith('[ES265]');
+const userWithSub = (sub: string) => `users:\n  - match: { sub: ${sub} }\n    egress: []\n`;
+const AGENT_AS_USER = `${ACME}${userWithSub('billing-agent')}`;
+const AGENT_AS_OTHER_TENANTS_USER = `${GLOBEX}${userWithSub('[alice@globex.example, billing-agent]')}`;
+const APP_AS_USER = `${ACME}apps:\n  portal:\n    auth: { method: client_secret_basic, secret_env: PORTAL }\n    may_delegate_to: [billing-agent]\n${userWithSub('portal')}`;
+const AGENT_AS_SUB_CLAIM = `${ACME}users:\n  - match: { claims: { sub: billing-agent } }\n    egress: []\n`;
 const MATCH_ISSUER = `${ACME}users:\n  - match: { issuer: https://login.nope.example, groups: [finance] }\n    egress: [payments]\n`;
 
 const rows: Row[] = [
@@ -201,6 +211,64 @@ const rows: Row[] = [
     files: { 'a.yaml': MATCH_ISSUER },
     at: at('a.yaml', MATCH_ISSUER, 'https://login.nope.example'),
     says: ['is not a trusted issuer', 'add it under trusted_issuers'],
+  },
+  {
+    name: 'an issuer allowing an HMAC algorithm',
+    files: { 'a.yaml': HMAC_ALGORITHM },
+    at: at('a.yaml', HMAC_ALGORITHM, 'HS256'),
+    says: [
+      "trusted_issuers[0].algorithms[1] is 'HS256', a shared-secret (HMAC) algorithm",
+      "issuer's public key",
+      'forged',
+      'e.g. [ES256, RS256]',
+      "remove 'algorithms' for the default",
+    ],
+  },
+  {
+    name: "an issuer allowing 'none'",
+    files: { 'a.yaml': NONE_ALGORITHM },
+    at: at('a.yaml', NONE_ALGORITHM, 'none'),
+    says: ["algorithms[0] is 'none': an unsigned token", 'e.g. [ES256, RS256]'],
+  },
+  {
+    name: 'a misspelt issuer algorithm',
+    files: { 'a.yaml': MISSPELT_ALGORITHM },
+    at: at('a.yaml', MISSPELT_ALGORITHM, 'ES265'),
+    says: ["must be one of 'ES256'", "did you mean 'ES256'?"],
+  },
+  {
+    name: "a user rule whose sub is an agent's client id",
+    files: { 'a.yaml': AGENT_AS_USER },
+    at: at('a.yaml', AGENT_AS_USER, 'billing-agent', 2),
+    says: [
+      "users[0].match.sub 'billing-agent' is the client id of the agent 'billing-agent' of tenant 'acme'",
+      `at ${at('a.yaml', AGENT_AS_USER, 'billing-agent')}`,
+      'could pass for this user',
+      'RFC 9700',
+      'rename the agent, or fix the user rule',
+    ],
+  },
+  {
+    name: "a user rule whose sub is another tenant's agent",
+    files: { 'a.yaml': ACME, 'b.yaml': AGENT_AS_OTHER_TENANTS_USER },
+    at: at('b.yaml', AGENT_AS_OTHER_TENANTS_USER, 'billing-agent'),
+    says: [
+      "users[0].match.sub[1] 'billing-agent' is the client id of the agent 'billing-agent' of tenant 'acme'",
+      `at ${at('a.yaml', ACME, 'billing-agent')}`,
+      'rename the agent',
+    ],
+  },
+  {
+    name: "a user rule whose sub is an app's client id",
+    files: { 'a.yaml': APP_AS_USER },
+    at: at('a.yaml', APP_AS_USER, 'portal }'),
+    says: ["users[0].match.sub 'portal' is the client id of the app 'portal'", 'rename the app'],
+  },
+  {
+    name: "a user rule matching the sub claim by name with an agent's client id",
+    files: { 'a.yaml': AGENT_AS_SUB_CLAIM },
+    at: at('a.yaml', AGENT_AS_SUB_CLAIM, 'billing-agent', 2),
+    says: ["users[0].match.claims.sub 'billing-agent' is the client id of the agent 'billing-agent'"],
   },
   {
     name: 'an empty file',

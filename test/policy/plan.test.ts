@@ -129,4 +129,20 @@ describe('a plan', () => {
     );
     expect(text).toContain('      ~ match: groups=a → groups=b');
   });
+
+  it("shows a narrowed issuer's algorithms as a change, and the default on a new issuer", () => {
+    const issuer = (...extra: string[]) =>
+      yaml(
+        'tenant: acme',
+        'trusted_issuers:',
+        '  - issuer: https://login.example.com',
+        '    jwks_uri: https://login.example.com/jwks',
+        ...extra,
+      );
+    const narrowed = formatPlan(planChanges(modelOf(issuer()), modelOf(issuer('    algorithms: [ES256]'))));
+    expect(narrowed).toContain('  ~ trusted issuer https://login.example.com');
+    expect(narrowed).toContain('      ~ algorithms: ES256, ES384, ES512, EdDSA, PS256, RS256 → ES256');
+    const added = formatPlan(planChanges(EMPTY_POLICY, modelOf(issuer())));
+    expect(added).toContain('algorithms ES256, ES384, ES512, EdDSA, PS256, RS256');
+  });
 });

@@ -73,6 +73,7 @@ describe('the compiled model', () => {
       audience: [],
       subjectClaim: 'sub',
       groupsClaim: 'groups',
+      algorithms: ['ES256', 'ES384', 'ES512', 'EdDSA', 'PS256', 'RS256'],
     });
   });
 

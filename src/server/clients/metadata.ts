@@ -1,7 +1,8 @@
 // The applied policy's agents and apps as oidc-provider client metadata. PURE: secrets come in
 // through `secretFor`, so nothing here reads the environment.
 //
-// - Agents may use client credentials (token exchange is added with that grant).
+// - Agents and apps may use token exchange (RFC 8693): agents acting for a subject themselves,
+//   apps naming the acting agent by actor_token. The exchange decision says who may do what.
 // - Apps are also listed with client_credentials, only so that the refusal is RFC 6749's
 //   `unauthorized_client`: oidc-provider answers a grant type missing from the metadata with
 //   `invalid_request`. The token endpoint's issuance step refuses every non-agent
@@ -11,6 +12,7 @@
 //   are sent to, so nothing can be obtained through the front channel.
 import type { AdapterPayload, ClientAuthMethod } from 'oidc-provider';
 import type { AgentModel, AppModel, ClientAuthModel, PolicyModel, TenantModel } from '../../policy/model.ts';
+import { TOKEN_EXCHANGE_GRANT } from '../exchange/grant.ts';
 
 export type RegisteredClient =
   | { readonly kind: 'agent'; readonly tenant: TenantModel; readonly agent: AgentModel }
@@ -43,10 +45,11 @@ export function clientMetadata(client: RegisteredClient, secret: string | undefi
   const metadata: AdapterPayload = {
     client_id: clientIdOf(client),
     token_endpoint_auth_method: auth.method as ClientAuthMethod,
-    grant_types: ['client_credentials'],
+    grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT],
     response_types: [],
     redirect_uris: [],
-    authorization_details_types: client.kind === 'agent' ? ['egress'] : [],
+    // Apps may narrow a delegated token with authorization_details too.
+    authorization_details_types: ['egress'],
   };
   if (auth.method === 'private_key_jwt') {
     if (auth.jwksUri !== null) metadata.jwks_uri = auth.jwksUri;

@@ -10,7 +10,7 @@ export const INACTIVE_REASONS = [
   'malformed', // not a JWT of ours: bad signature, unknown kid, wrong typ/iss, missing jti
   'expired',
   'unknown', // signed by us but not in the ledger (never recorded, or swept after expiry)
-  'revoked',
+  'revoked', // the token, or a token it was exchanged from
   'ledger_mismatch', // claims disagree with the ledger's tenant/client: never trust either
   'forbidden', // another tenant's token (introspect), or another client's (revoke)
 ] as const;
@@ -22,6 +22,8 @@ export interface LedgerRow {
   readonly client_id: string;
   readonly expires_at: Date;
   readonly revoked_at: Date | null;
+  /** A token it was exchanged from is revoked: it dies with its ancestor. */
+  readonly ancestor_revoked: boolean;
 }
 
 export interface JudgeInput {
@@ -69,7 +71,7 @@ export function judge(input: JudgeInput): Judgement {
   const nowSeconds = Math.floor(now.getTime() / 1000);
   if (claims.exp <= nowSeconds) return { active: false, reason: 'expired' };
   if (row === undefined) return { active: false, reason: 'unknown' };
-  if (row.revoked_at !== null) return { active: false, reason: 'revoked' };
+  if (row.revoked_at !== null || row.ancestor_revoked) return { active: false, reason: 'revoked' };
   if (row.expires_at.getTime() <= now.getTime()) return { active: false, reason: 'expired' };
   if (claims.tenant !== row.tenant || claims.client_id !== row.client_id) {
     return { active: false, reason: 'ledger_mismatch' };

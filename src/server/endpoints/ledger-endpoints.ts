@@ -10,12 +10,14 @@
 // and answered (`{"active": false}`, or 200 for revocation), the real answer is made here.
 // When authentication fails, oidc-provider's 401 invalid_client stands and nothing about the
 // token is looked at.
-import { createLocalJWKSet, type JWK, type JWTPayload, jwtVerify } from 'jose';
+import type { JWK } from 'jose';
 import type { Middleware } from 'koa';
 import type { Db } from '../../store/db.ts';
 import type { ClientRegistry } from '../clients/registry.ts';
+import { readLedgerEntry, revokeTree } from '../provider/ledger.ts';
+import { ownTokenVerifier } from '../provider/own-token.ts';
 import { abilityFor, type TokenAction } from './abilities.ts';
-import { type Judgement, judge, type LedgerRow } from './judge.ts';
+import { judge } from './judge.ts';
 import { authorizationServerMetadata } from './metadata.ts';
 
 /** oidc-provider routes (createProvider sets them) and the RFC 8414 path. */
@@ -44,7 +46,7 @@ export function ledgerEndpoints(options: LedgerEndpointOptions): Middleware {
     [INTROSPECTION_PATH, 'introspect'],
     [REVOCATION_PATH, 'revoke'],
   ]);
-  const verifyToken = tokenVerifier(options.issuer, options.keys);
+  const verifyToken = ownTokenVerifier(options.issuer, options.keys);
   const now = options.now ?? (() => new Date());
 
   return async (ctx, next) => {
@@ -79,12 +81,13 @@ export function ledgerEndpoints(options: LedgerEndpointOptions): Middleware {
 
     const ability = abilityFor({ clientId, tenant: caller.tenant.id });
     const claims = await verifyToken(token, now());
-    const row = typeof claims?.jti === 'string' ? await readLedger(options.db, claims.jti) : undefined;
+    const row = typeof claims?.jti === 'string' ? await readLedgerEntry(options.db, claims.jti) : undefined;
     const judgement = judge({ action, claims, row, ability, now: now() });
     if (action === 'introspect') {
       ctx.body = judgement.active ? judgement.answer : { active: false };
-    } else if (judgement.active && row !== undefined) {
-      await revoke(options.db, judgement, row, clientId);
+    } else if (judgement.active) {
+      // The token and everything exchanged from it (RFC 8693 chains).
+      await revokeTree(options.db, judgement.jti, `revoked by ${clientId}`);
     }
     // RFC 7009 §2.2: 200 whether or not anything was revoked; oidc-provider has set it.
   };
@@ -126,64 +129,6 @@ function setTokenAside(ctx: Ctx, form: URLSearchParams): string | undefined {
   form.set('token', PLACEHOLDER);
   (ctx.req as typeof ctx.req & { body?: unknown }).body = Buffer.from(form.toString(), 'utf8');
   return tokens[0];
-}
-
-/** Signature (our published keys only), typ and issuer; expiry is the judge's. */
-function tokenVerifier(issuer: string, keys: readonly JWK[]) {
-  const jwks = createLocalJWKSet({ keys: keys.map(publicPart) });
-  return async (token: string, now: Date): Promise<JWTPayload | undefined> => {
-    try {
-      const { payload } = await jwtVerify(token, jwks, {
-        issuer,
-        typ: 'at+jwt',
-        algorithms: ['ES256', 'EdDSA'],
-        currentDate: now,
-        // Expired tokens still verify here, so the judge can say `expired` rather than `malformed`.
-        clockTolerance: Number.MAX_SAFE_INTEGER,
-      });
-      return payload;
-    } catch {
-      return undefined;
-    }
-  };
-}
-
-function publicPart(jwk: JWK): JWK {
-  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...rest } = jwk;
-  return rest;
-}
-
-async function readLedger(db: Db, jti: string): Promise<LedgerRow | undefined> {
-  const { rows } = await db.query<LedgerRow>(
-    'select tenant, client_id, expires_at, revoked_at from issued_tokens where jti = $1',
-    [jti],
-  );
-  return rows[0];
-}
-
-/**
- * Marks the token revoked and appends it to the revocation feed in one transaction: the
- * trigger numbers the feed row and NOTIFYs `reins_revocations` at commit, which is how
- * gateways learn it within a second. A token already revoked is left as it is (no second row).
- */
-async function revoke(
-  db: Db,
-  judgement: Extract<Judgement, { active: true }>,
-  row: LedgerRow,
-  clientId: string,
-): Promise<void> {
-  await db.transaction(async (tx) => {
-    const updated = await tx.query(
-      `update issued_tokens set revoked_at = now(), revocation_reason = $2
-       where jti = $1 and revoked_at is null`,
-      [judgement.jti, `revoked by ${clientId}`],
-    );
-    if (updated.rowCount === 0) return;
-    await tx.query(
-      `insert into revocations (kind, tenant, jti, reason, expires_at) values ('token', $1, $2, $3, $4)`,
-      [row.tenant, judgement.jti, `revoked by ${clientId}`, row.expires_at],
-    );
-  });
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

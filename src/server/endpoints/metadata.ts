@@ -13,11 +13,11 @@ const COPIED = [
   'revocation_endpoint',
 ] as const;
 
-/**
- * Grants that work today (SPEC.md, "Grants"). Token exchange joins when it is implemented;
- * listing it earlier would send clients into `unsupported_grant_type`.
- */
-export const GRANT_TYPES_SUPPORTED = ['client_credentials'] as const;
+/** Grants that work (SPEC.md, "Grants"): client credentials for agents, RFC 8693 token exchange. */
+export const GRANT_TYPES_SUPPORTED = [
+  'client_credentials',
+  'urn:ietf:params:oauth:grant-type:token-exchange',
+] as const;
 
 /**
  * `scopes_supported` is left out on purpose: the scopes are `egress:<integration>` per tenant,

@@ -34,9 +34,18 @@ import { createAdapterFactory, installAtomicReplayDetection } from '../adapter/i
 import type { ClientRegistry } from '../clients/registry.ts';
 import { verifyHashedSecrets } from '../clients/secret-hash.ts';
 import { INTROSPECTION_PATH, ledgerEndpoints, REVOCATION_PATH } from '../endpoints/index.ts';
+import type { ActClaim } from '../exchange/chain.ts';
+import {
+  type ExchangeGrant,
+  TOKEN_EXCHANGE_GRANT,
+  TOKEN_EXCHANGE_PARAMETERS,
+  tokenExchangeHandler,
+} from '../exchange/grant.ts';
+import { IssuerKeys } from '../exchange/subject-token.ts';
 import { checkEgressDetail, decideIssuance, type Issuance } from './issuance.ts';
 import { type IssuedToken, recordIssued } from './ledger.ts';
 import { LedgerBatcher } from './ledger-batch.ts';
+import { ownTokenVerifier } from './own-token.ts';
 
 export interface ProviderOptions {
   /** e.g. http://127.0.0.1:3000 */
@@ -54,6 +63,8 @@ export interface ProviderOptions {
    * false writes one INSERT per token (bench/tokens compares the two).
    */
   readonly groupCommit?: boolean;
+  /** Fetches trusted issuers' `jwks_uri` (token exchange); global fetch unless a test says otherwise. */
+  readonly fetch?: typeof fetch;
 }
 
 /** The paths oidc-provider serves that reins relies on (oidc-provider's defaults). */
@@ -61,13 +72,25 @@ export const TOKEN_PATH = '/token';
 export const JWKS_PATH = '/jwks';
 
 /** The decision for one request, with who it was made for. */
-type Granted = Extract<Issuance, { ok: true }> & { readonly clientId: string; readonly tenant: string };
+type Granted = Extract<Issuance, { ok: true }> & {
+  readonly clientId: string;
+  readonly tenant: string;
+  /** The acting agent. */
+  readonly agent: string;
+  readonly kind: 'client_credentials' | 'token_exchange';
+  /** Token exchange: the subject (a user, or the agent whose token was exchanged). */
+  readonly sub?: string;
+  /** Token exchange: the delegation chain, newest actor outermost (RFC 8693 §4.1). */
+  readonly act?: ActClaim;
+  readonly parentJti: string | null;
+};
 
 export function createProvider(options: ProviderOptions): Provider {
   const { db, clients, gatewayResource, signingKeys } = options;
   const active = signingKeys[0];
   if (!active?.kid) throw new TypeError('createProvider needs at least one signing key with a kid');
   const activeKid = active.kid;
+  const gatewayServerInfo = (scope: string) => gatewayServerInfoOf(gatewayResource, activeKid, scope);
   const ledger = options.groupCommit === false ? null : new LedgerBatcher(db);
   const record = (token: IssuedToken) => (ledger ? ledger.record(token) : recordIssued(db, token));
 
@@ -95,7 +118,14 @@ export function createProvider(options: ProviderOptions): Provider {
         ? new errors.InvalidScope(decision.detail, scope ?? '')
         : new errors.InvalidAuthorizationDetails(decision.detail);
     }
-    const granted = { ...decision, clientId, tenant: registered.tenant.id };
+    const granted: Granted = {
+      ...decision,
+      clientId,
+      tenant: registered.tenant.id,
+      agent: clientId,
+      kind: 'client_credentials',
+      parentJti: null,
+    };
     decisions.set(ctx, granted);
     return granted;
   }
@@ -136,12 +166,7 @@ export function createProvider(options: ProviderOptions): Provider {
           }
           const registered = clients.lookup(client.clientId);
           const integrations = registered?.kind === 'agent' ? registered.agent.integrations : [];
-          return {
-            scope: integrations.map((name) => `egress:${name}`).join(' '),
-            audience: gatewayResource,
-            accessTokenFormat: 'jwt',
-            jwt: { sign: { alg: 'ES256', kid: activeKid } },
-          };
+          return gatewayServerInfo(integrations.map((name) => `egress:${name}`).join(' '));
         },
       },
       richAuthorizationRequests: {
@@ -178,14 +203,16 @@ export function createProvider(options: ProviderOptions): Provider {
           const payload = jwt.payload as Record<string, unknown>;
           payload.authorization_details = decision.authorizationDetails;
           payload.scope = decision.scope || undefined;
+          if (decision.sub !== undefined) payload.sub = decision.sub;
+          if (decision.act !== undefined) payload.act = decision.act;
           await record({
             jti: String(payload.jti),
             tenant: decision.tenant,
             clientId: decision.clientId,
             sub: String(payload.sub),
-            agent: decision.clientId,
-            parentJti: null,
-            kind: 'client_credentials',
+            agent: decision.agent,
+            parentJti: decision.parentJti,
+            kind: decision.kind,
             kid: activeKid,
             iat: Number(payload.iat),
             exp: Number(payload.exp),
@@ -197,9 +224,57 @@ export function createProvider(options: ProviderOptions): Provider {
 
   const provider = new Provider(options.issuer, configuration);
   installAtomicReplayDetection(provider);
+
+  // RFC 8693 token exchange, minted as a ClientCredentials token so that it takes the same
+  // path as agent tokens: the TTL, extra claims and JWT customizer read its decision.
+  const ResourceServer = (provider as unknown as { ResourceServer: ResourceServerClass }).ResourceServer;
+  async function mint(ctx: KoaContextWithOIDC, grant: ExchangeGrant): Promise<string> {
+    const { sub, act, parentJti, agent, clientId, tenant, ttl, scope, egress, authorizationDetails } = grant;
+    decisions.set(ctx, {
+      ok: true,
+      ...{ egress, authorizationDetails, scope, ttl, clientId, tenant, agent, sub, act, parentJti },
+      kind: 'token_exchange',
+    });
+    const client = ctx.oidc.client;
+    if (client === undefined) throw new errors.InvalidClient('client authentication is required');
+    const token = new provider.ClientCredentials({ client, scope: scope || undefined });
+    token.resourceServer = new ResourceServer(gatewayResource, gatewayServerInfo(scope));
+    ctx.oidc.entity('ClientCredentials', token);
+    return token.save();
+  }
+  provider.registerGrantType(
+    TOKEN_EXCHANGE_GRANT,
+    tokenExchangeHandler({
+      issuer: options.issuer,
+      gatewayResource,
+      db,
+      clients,
+      verifyOwn: ownTokenVerifier(options.issuer, signingKeys),
+      issuerKeys: new IssuerKeys(options.fetch === undefined ? {} : { fetch: options.fetch }),
+      mint,
+    }),
+    [...TOKEN_EXCHANGE_PARAMETERS],
+    ['resource', 'audience'],
+  );
+
   provider.use(verifyHashedSecrets(clients, [TOKEN_PATH, INTROSPECTION_PATH, REVOCATION_PATH]));
   provider.use(ledgerEndpoints({ db, issuer: options.issuer, clients, keys: signingKeys }));
   return provider;
+}
+
+type ResourceServerClass = new (
+  identifier: string,
+  info: ReturnType<typeof gatewayServerInfoOf>,
+) => NonNullable<InstanceType<Provider['ClientCredentials']>['resourceServer']>;
+
+/** The gateway as oidc-provider's resource server: JWT access tokens signed with the active key. */
+function gatewayServerInfoOf(gatewayResource: string, kid: string, scope: string) {
+  return {
+    scope,
+    audience: gatewayResource,
+    accessTokenFormat: 'jwt' as const,
+    jwt: { sign: { alg: 'ES256' as const, kid } },
+  };
 }
 
 function stringParam(value: unknown): string | undefined {

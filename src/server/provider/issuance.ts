@@ -50,12 +50,40 @@ export type Issuance =
 const SCOPE_PREFIX = 'egress:';
 
 export function decideIssuance(tenant: TenantModel, agent: AgentModel, request: IssuanceRequest): Issuance {
-  const registered = parseAll(agent.effectiveEgress);
-  let issued = registered;
+  const narrowed = narrowGrant(tenant, agent.integrations, parseAll(agent.effectiveEgress), request, {
+    within: "the agent's registered egress",
+    cutBy: "the tenant's egress ceiling",
+  });
+  if (!narrowed.ok) return narrowed;
+  return { ...narrowed, ttl: Math.min(agent.tokenTtl || DEFAULT_TOKEN_TTL, tenant.maxTokenTtl) };
+}
+
+/** What narrowGrant says a refused request reached beyond, e.g. "the agent's registered egress". */
+export interface NarrowingWording {
+  readonly within: string;
+  /** Why an integration the agent has can still reach nothing, e.g. "the tenant's egress ceiling". */
+  readonly cutBy: string;
+}
+
+export type Narrowing = Omit<Extract<Issuance, { ok: true }>, 'ttl'> | Extract<Issuance, { ok: false }>;
+
+/**
+ * `available` narrowed by the request's `scope` and `authorization_details`; asking for anything
+ * outside `available` is refused, never cut. `integrations` are the acting agent's (the names
+ * `scope=egress:<name>` may use). Shared by client credentials and token exchange.
+ */
+export function narrowGrant(
+  tenant: TenantModel,
+  integrations: readonly string[],
+  available: readonly Rule[],
+  request: IssuanceRequest,
+  wording: NarrowingWording,
+): Narrowing {
+  let issued: readonly Rule[] = available;
 
   let scopeNames: ReadonlySet<string> | null = null;
   if (request.scope !== undefined && request.scope.trim() !== '') {
-    const narrowed = narrowByScope(tenant, agent, registered, request.scope);
+    const narrowed = narrowByScope(tenant, integrations, available, request.scope, wording);
     if (!narrowed.ok) return narrowed;
     scopeNames = narrowed.names;
     issued = intersectRules(issued, narrowed.rules);
@@ -65,18 +93,15 @@ export function decideIssuance(tenant: TenantModel, agent: AgentModel, request: 
     const requested = requestedRules(request.authorizationDetails);
     if (!requested.ok) return requested;
     for (const rule of requested.rules) {
-      if (!rulesCover(registered, rule)) {
-        return refuse(
-          'invalid_authorization_details',
-          `${formatRule(rule)} is not within the agent's registered egress`,
-        );
+      if (!rulesCover(available, rule)) {
+        return refuse('invalid_authorization_details', `${formatRule(rule)} is not within ${wording.within}`);
       }
     }
     issued = intersectRules(issued, requested.rules);
   }
 
   if (issued.length === 0) {
-    // Both narrowings were each within the registration but do not overlap each other.
+    // Both narrowings were each within what is available but do not overlap each other.
     return refuse(
       'invalid_authorization_details',
       'the requested scope and authorization_details have nothing in common',
@@ -87,8 +112,7 @@ export function decideIssuance(tenant: TenantModel, agent: AgentModel, request: 
     ok: true,
     egress: issued.map(formatRule),
     authorizationDetails: egressDetails(issued),
-    scope: scopeOf(tenant, agent, issued, scopeNames),
-    ttl: Math.min(agent.tokenTtl || DEFAULT_TOKEN_TTL, tenant.maxTokenTtl),
+    scope: scopeOf(tenant, integrations, issued, scopeNames),
   };
 }
 
@@ -112,7 +136,13 @@ export function egressDetails(rules: readonly Rule[]): EgressDetail[] {
 
 type Narrowed = { ok: true; names: ReadonlySet<string>; rules: Rule[] } | Extract<Issuance, { ok: false }>;
 
-function narrowByScope(tenant: TenantModel, agent: AgentModel, registered: Rule[], scope: string): Narrowed {
+function narrowByScope(
+  tenant: TenantModel,
+  integrations: readonly string[],
+  available: readonly Rule[],
+  scope: string,
+  wording: NarrowingWording,
+): Narrowed {
   const names = new Set<string>();
   const rules: Rule[] = [];
   for (const value of scope.split(' ').filter((s) => s !== '')) {
@@ -121,12 +151,12 @@ function narrowByScope(tenant: TenantModel, agent: AgentModel, registered: Rule[
     }
     const name = value.slice(SCOPE_PREFIX.length);
     const integration = tenant.integrations.find((i) => i.name === name);
-    if (!integration || !agent.integrations.includes(name)) {
-      return refuse('invalid_scope', `${value} is not part of the agent's registered egress`);
+    if (!integration || !integrations.includes(name)) {
+      return refuse('invalid_scope', `${value} is not part of ${wording.within}`);
     }
-    const within = intersectRules(registered, parseAll(integration.rules));
+    const within = intersectRules(available, parseAll(integration.rules));
     if (within.length === 0) {
-      return refuse('invalid_scope', `${value} lies entirely outside the tenant's egress ceiling`);
+      return refuse('invalid_scope', `${value} lies entirely outside ${wording.cutBy}`);
     }
     names.add(name);
     rules.push(...within);
@@ -134,9 +164,9 @@ function narrowByScope(tenant: TenantModel, agent: AgentModel, registered: Rule[
   return { ok: true, names, rules: simplifyRules(rules) };
 }
 
-type Requested = { ok: true; rules: Rule[] } | Extract<Issuance, { ok: false }>;
+export type Requested = { ok: true; rules: Rule[] } | Extract<Issuance, { ok: false }>;
 
-function requestedRules(details: readonly unknown[]): Requested {
+export function requestedRules(details: readonly unknown[]): Requested {
   const rules: Rule[] = [];
   for (const [index, detail] of details.entries()) {
     const checked = checkEgressDetail(detail);
@@ -197,11 +227,11 @@ function isStringList(value: unknown): value is string[] {
 /** The agent's integrations (∩ those asked for by scope) that the issued grant still reaches. */
 function scopeOf(
   tenant: TenantModel,
-  agent: AgentModel,
+  integrations: readonly string[],
   issued: readonly Rule[],
   asked: ReadonlySet<string> | null,
 ): string {
-  const names = agent.integrations.filter((name) => {
+  const names = integrations.filter((name) => {
     if (asked !== null && !asked.has(name)) return false;
     const integration = tenant.integrations.find((i) => i.name === name);
     return integration !== undefined && intersectRules(issued, parseAll(integration.rules)).length > 0;
@@ -211,7 +241,7 @@ function scopeOf(
 
 // The policy model holds canonical rule text written by formatRule, so parsing cannot fail; a
 // rule that does not parse is dropped rather than widening anything.
-function parseAll(texts: readonly string[]): Rule[] {
+export function parseAll(texts: readonly string[]): Rule[] {
   const rules: Rule[] = [];
   for (const text of texts) {
     const parsed = parseRule(text);

@@ -25,7 +25,7 @@ describe.each(testBackends())('discovery on $name', (backend) => {
       issuer: server.url,
       token_endpoint: `${server.url}/token`,
       jwks_uri: `${server.url}/jwks`,
-      grant_types_supported: ['client_credentials'],
+      grant_types_supported: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
       authorization_details_types_supported: ['egress'],
       introspection_endpoint: `${server.url}/introspect`,
       revocation_endpoint: `${server.url}/revoke`,

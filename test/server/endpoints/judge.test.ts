@@ -29,6 +29,7 @@ const ROW: LedgerRow = {
   client_id: 'billing-agent',
   expires_at: new Date((NOW_S + 60) * 1000),
   revoked_at: null,
+  ancestor_revoked: false,
 };
 const PORTAL = abilityFor({ clientId: 'support-portal', tenant: 'acme' });
 const BILLING = abilityFor({ clientId: 'billing-agent', tenant: 'acme' });
@@ -40,7 +41,10 @@ const inactive: Record<(typeof INACTIVE_REASONS)[number], Partial<JudgeInput>[]>
   malformed: [{ claims: undefined }, { claims: { ...CLAIMS, jti: undefined } }],
   expired: [{ claims: { ...CLAIMS, exp: NOW_S } }, { row: { ...ROW, expires_at: NOW } }],
   unknown: [{ row: undefined }],
-  revoked: [{ row: { ...ROW, revoked_at: new Date(NOW.getTime() - 1000) } }],
+  revoked: [
+    { row: { ...ROW, revoked_at: new Date(NOW.getTime() - 1000) } },
+    { row: { ...ROW, ancestor_revoked: true } },
+  ],
   ledger_mismatch: [{ claims: { ...CLAIMS, tenant: 'globex' } }, { claims: { ...CLAIMS, client_id: 'x' } }],
   forbidden: [
     { ability: GLOBEX },
