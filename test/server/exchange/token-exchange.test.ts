@@ -1,6 +1,6 @@
 // RFC 8693 token exchange over real HTTP, on every database backend: the worked example, every
 // refusal, chains, and revocation of a parent reaching its descendants.
-import { createLocalJWKSet, jwtVerify } from 'jose';
+import { createLocalJWKSet, jwtVerify, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sourcesOf } from '../../policy/support.ts';
 import { testBackends } from '../../support/db.ts';
@@ -284,6 +284,15 @@ describe.each(testBackends())('token exchange on $name', (backend) => {
           const [, payload] = (await userToken(acme.privateKey)).split('.');
           const header = Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url');
           return `${header}.${payload}.`;
+        },
+      ],
+      [
+        'signed HS256 with the issuer’s public key as the HMAC secret',
+        async () => {
+          const secret = new TextEncoder().encode(JSON.stringify(acme.publicJwk));
+          const [, payload] = (await userToken(acme.privateKey)).split('.');
+          const claims = JSON.parse(Buffer.from(String(payload), 'base64url').toString('utf8'));
+          return new SignJWT(claims).setProtectedHeader({ alg: 'HS256', kid: 'idp-1' }).sign(secret);
         },
       ],
       [
