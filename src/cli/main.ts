@@ -1,6 +1,7 @@
 // argv → command. Each command lives in its own file and is added here; errors are turned
 // into one line on stderr and an exit code (see failure.ts), never a stack trace.
 import { Command, CommanderError } from 'commander';
+import { auditCommand } from './audit.ts';
 import { CliError, EXIT } from './failure.ts';
 import { keysCommand } from './keys.ts';
 import { migrateCommand } from './migrate.ts';
@@ -17,7 +18,8 @@ export function buildProgram(): Command {
     .addCommand(serveCommand())
     .addCommand(migrateCommand())
     .addCommand(policyCommand())
-    .addCommand(keysCommand());
+    .addCommand(keysCommand())
+    .addCommand(auditCommand());
 }
 
 /** Runs the command line and returns the process exit code. */

@@ -52,7 +52,9 @@ export function serveCommand(): Command {
       }
       throw policyErrorToCli(toCliError(err));
     }
-    process.stdout.write(nextSteps(running.auth.url, running.admin.url, config.gatewayResource));
+    process.stdout.write(
+      nextSteps(running.auth.url, running.admin.url, running.gateway.url, config.gatewayResource),
+    );
 
     const signal = await stopRequested;
     log.info({ signal }, 'stopping');
@@ -61,7 +63,7 @@ export function serveCommand(): Command {
   });
 }
 
-function nextSteps(authUrl: string, adminUrl: string, resource: string): string {
+function nextSteps(authUrl: string, adminUrl: string, gatewayUrl: string, resource: string): string {
   return [
     '',
     'reins is running.',
@@ -69,6 +71,9 @@ function nextSteps(authUrl: string, adminUrl: string, resource: string): string 
     `    curl -s -u "billing-agent:$ACME_BILLING_AGENT_SECRET" -d grant_type=client_credentials \\`,
     `      --data-urlencode resource=${resource} ${authUrl}/token`,
     `  the keys that verify it:  curl -s ${authUrl}/jwks`,
+    `  through the gateway (${gatewayUrl}), with that token in TOKEN:`,
+    `    curl -s --proxy ${gatewayUrl} --proxy-header "Proxy-Authorization: Bearer $TOKEN" http://example.com/`,
+    `    (refused: 403 egress_denied, no_matching_rule; the agent may reach https://api.stripe.com/v1/ only)`,
     `  health:   curl -s ${adminUrl}/readyz`,
     `  metrics:  curl -s ${adminUrl}/metrics`,
     '',

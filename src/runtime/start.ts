@@ -18,6 +18,7 @@ import type { Db } from '../store/db.ts';
 import { migrate } from '../store/migrate.ts';
 import { openDb } from '../store/open.ts';
 import { type AuthServer, startAuthServer } from './auth-server.ts';
+import { type GatewayRuntime, startGatewayRuntime } from './gateway.ts';
 import type { Logger } from './logger.ts';
 
 export class StartError extends Error {
@@ -35,6 +36,7 @@ export interface Running {
   readonly db: Db;
   readonly admin: AdminServer;
   readonly auth: AuthServer;
+  readonly gateway: GatewayRuntime;
   readonly policy: ApplyOutcome;
   stop(): Promise<void>;
 }
@@ -55,6 +57,10 @@ export async function start(config: Config, log: Logger): Promise<Running> {
 
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
+    const gateway = await startGatewayRuntime(config, db, log, registry).catch(async (err) => {
+      await auth.close();
+      throw err;
+    });
     const admin = await startAdmin({
       host: config.host,
       port: config.adminPort,
@@ -65,10 +71,14 @@ export async function start(config: Config, log: Logger): Promise<Running> {
           return { ok: true };
         },
         policies: async () => ({ ok: true, detail: `version ${policy.version.version}` }),
+        gateway: async () =>
+          gateway.live.healthy
+            ? { ok: true, detail: `policy version ${gateway.live.policy.version}` }
+            : { ok: false, detail: 'the gateway could not refresh its state from the database' },
       },
     });
     log.info(
-      { admin: admin.url, backend: db.backend, policyVersion: policy.version.version },
+      { admin: admin.url, gateway: gateway.url, backend: db.backend, policyVersion: policy.version.version },
       'reins is ready',
     );
 
@@ -76,8 +86,11 @@ export async function start(config: Config, log: Logger): Promise<Running> {
       db,
       admin,
       auth,
+      gateway,
       policy,
       stop: async () => {
+        // The gateway first: its last decisions are audited while the database is still open.
+        await gateway.close();
         await auth.close();
         await admin.close();
         await db.close();

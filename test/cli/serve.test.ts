@@ -1,10 +1,11 @@
 // `reins serve` as an operator runs it: a real process that applies the policies, answers its
 // health endpoints, and stops cleanly on SIGTERM.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runReins } from '../support/run-reins.ts';
 
@@ -18,6 +19,7 @@ const LOCAL = {
   REINS_DATA_DIR: 'memory',
   REINS_PORT: '0',
   REINS_ADMIN_PORT: '0',
+  REINS_GATEWAY_PORT: '0',
   REINS_LOG_LEVEL: 'info',
   ACME_BILLING_AGENT_SECRET: 'serve-test-secret',
 };
@@ -73,7 +75,11 @@ describe('reins serve', () => {
     expect(await ready.json()).toEqual({
       status: 'ready',
       ok: true,
-      checks: { database: { ok: true }, policies: { ok: true, detail: 'version 1' } },
+      checks: {
+        database: { ok: true },
+        policies: { ok: true, detail: 'version 1' },
+        gateway: { ok: true, detail: 'policy version 1' },
+      },
     });
     expect((await fetch(`${adminUrl}/livez`)).status).toBe(200);
     expect(await (await fetch(`${adminUrl}/metrics`)).text()).toContain('process_cpu_user_seconds_total');
@@ -97,6 +103,29 @@ describe('reins serve', () => {
       Buffer.from(body.access_token.split('.')[0] ?? '', 'base64url').toString('utf8'),
     );
     expect(header).toMatchObject({ typ: 'at+jwt', alg: 'ES256' });
+  }, 60_000);
+
+  it('runs the gateway it prints, which refuses what the token does not grant', async () => {
+    const { tokenUrl, output } = await serve();
+    const response = await fetch(tokenUrl, {
+      method: 'POST',
+      headers: {
+        authorization: `Basic ${Buffer.from('billing-agent:serve-test-secret').toString('base64')}`,
+      },
+      body: new URLSearchParams({ grant_type: 'client_credentials' }),
+    });
+    const { access_token: token } = (await response.json()) as { access_token: string };
+    const gateway = /curl -s --proxy (http:\/\/\S+) /.exec(output())?.[1];
+    expect(gateway).toBeDefined();
+    const { stdout } = await promisify(execFile)('curl', [
+      '-s',
+      '--proxy',
+      String(gateway),
+      '--proxy-header',
+      `Proxy-Authorization: Bearer ${token}`,
+      'http://example.com/',
+    ]);
+    expect(JSON.parse(stdout)).toMatchObject({ error: 'egress_denied', reason: 'no_matching_rule' });
   }, 60_000);
 
   it('stops cleanly on SIGTERM with exit code 0', async () => {

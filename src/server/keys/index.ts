@@ -29,6 +29,7 @@ export {
   type KeySet,
   listKeys,
   loadKeys,
+  loadPublicJwks,
   type RotateOptions,
   type RotationResult,
   retireExpiredKeys,

@@ -206,6 +206,12 @@ export async function loadKeys(db: Queryable, secretKey: string | undefined): Pr
   };
 }
 
+/** The published public keys only (the gateway verifies; it never needs a private key). */
+export async function loadPublicJwks(db: Queryable): Promise<{ keys: JWK[] }> {
+  const published = publishedKeys(await readKeys(db));
+  return { keys: published.map((k) => publicMembers(k.publicJwk, k.kid, k.alg)) };
+}
+
 export interface RotateOptions {
   readonly secretKey?: string | undefined;
   readonly now: Date;

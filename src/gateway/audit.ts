@@ -1,0 +1,327 @@
+// The audit writer: every gateway decision, allowed or denied, becomes one JSON log line (ECS
+// field names, audit-format.ts) at once, and one durable row of audit_events written in batches
+// off the request path.
+//
+// Group commit as in the token ledger (src/server/provider/ledger-batch.ts): rows recorded
+// while the event loop is busy are written together in one multi-row INSERT on the next turn
+// (setImmediate). One batch is in flight at a time; rows arriving meanwhile form the next one,
+// so batches grow with load. Unlike the ledger, nobody waits for their row: a request is
+// answered without waiting for the database.
+//
+// No row is dropped. A failed write keeps its rows at the head of the queue and retries after a
+// bounded, doubling backoff (the database may be restarting); onError hears of each failure.
+// The queue is bounded: when it is full, record() returns a promise that resolves once a write
+// has made room, and the gateway awaits it before taking more work (back-pressure instead of
+// unbounded memory or lost rows). drain() writes everything on SIGTERM.
+//
+// The one exception: a row PostgreSQL refuses for its content (a data or constraint error, which
+// no retry can fix) would otherwise block every row behind it for ever, and with back-pressure
+// the gateway itself. Rows are cleaned before they are queued so that this cannot happen (NUL
+// characters, out-of-range numbers); should it happen anyway, the batch is written row by row and
+// only the refused row is set aside, reported to onError as `audit_row_rejected`. Its JSON log
+// line has been written already.
+import type { Queryable } from '../store/db.ts';
+import { type AuditEvent, ecsFields, pathWithoutQuery } from './audit-format.ts';
+
+export { type AuditDecision, type AuditEvent, ecsFields } from './audit-format.ts';
+
+/** What the writer needs of a logger; a pino Logger is one. */
+export interface AuditLogger {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+}
+
+export interface AuditWriterOptions {
+  /** Rows held before record() asks callers to wait. Default 10,000. */
+  readonly maxQueue?: number;
+  /** Rows per INSERT at most. Default 500; capped by PostgreSQL's 65,535 parameters. */
+  readonly maxBatch?: number;
+  /** Told of every failed write (the rows are kept and retried). Default: a warning in the log. */
+  readonly onError?: (err: unknown) => void;
+}
+
+export type AuditErrorCode = 'audit_writer_closed' | 'audit_row_rejected';
+
+export class AuditError extends Error {
+  constructor(
+    readonly code: AuditErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'AuditError';
+  }
+}
+
+const COLUMNS = [
+  'time',
+  'request_id',
+  'tenant',
+  'agent',
+  'subject',
+  'delegation_chain',
+  'jti',
+  'method',
+  'scheme',
+  'host',
+  'port',
+  'path',
+  'decision',
+  'reason',
+  'matched_rule',
+  'resolved_address',
+  'inspected',
+  'status',
+  'bytes_in',
+  'bytes_out',
+  'duration_ms',
+] as const;
+
+type Row = readonly unknown[];
+
+/** Parameters per row; PostgreSQL allows 65,535 per statement. */
+const PARAMS_PER_ROW = COLUMNS.length;
+const MAX_BATCH_LIMIT = Math.floor(65_535 / PARAMS_PER_ROW);
+const DELEGATION_CHAIN = COLUMNS.indexOf('delegation_chain');
+const RETRY_FIRST_MS = 50;
+const RETRY_MAX_MS = 5_000;
+
+// PostgreSQL refuses NUL in text and in jsonb strings: such a row could never be written.
+const NUL = /\0/g;
+const text = (value: string | null): string | null => (value === null ? null : value.replace(NUL, '\uFFFD'));
+const integerIn = (value: number | null, min: number, max: number): number | null =>
+  Number.isInteger(value) && (value as number) >= min && (value as number) <= max ? value : null;
+const count = (value: number): number => (Number.isSafeInteger(value) && value > 0 ? value : 0);
+
+function chainJson(chain: unknown): string | null {
+  if (chain === null || chain === undefined) return null;
+  try {
+    return (
+      JSON.stringify(chain, (_key, value: unknown) =>
+        typeof value === 'string' ? value.replace(NUL, '\uFFFD') : value,
+      ) ?? null
+    );
+  } catch {
+    // Not JSON (a cycle, a BigInt): nothing a verified token's claim can be.
+    return null;
+  }
+}
+
+/** The row's values in COLUMNS order, cleaned so that PostgreSQL accepts them. */
+function toRow(event: AuditEvent, time: Date): Row {
+  return [
+    time,
+    text(event.requestId) ?? '',
+    text(event.tenant),
+    text(event.agent),
+    text(event.subject),
+    chainJson(event.delegationChain),
+    text(event.jti),
+    text(event.method),
+    text(event.scheme),
+    text(event.host),
+    integerIn(event.port, 0, 65_535),
+    text(pathWithoutQuery(event.path)),
+    event.decision === 'allowed' ? 'allowed' : 'denied',
+    text(event.reason),
+    text(event.matchedRule),
+    text(event.resolvedAddress),
+    event.inspected === true,
+    integerIn(event.status, 0, 999),
+    count(event.bytesIn),
+    count(event.bytesOut),
+    typeof event.durationMs === 'number' && Number.isFinite(event.durationMs) ? event.durationMs : null,
+  ];
+}
+
+/** Inserts `rows` in one statement: all of them are committed, or none. */
+async function insertRows(db: Queryable, rows: readonly Row[]): Promise<void> {
+  const values: string[] = [];
+  const params: unknown[] = [];
+  for (const row of rows) {
+    const placeholders = row.map((value, i) => {
+      params.push(value);
+      return i === DELEGATION_CHAIN ? `$${params.length}::jsonb` : `$${params.length}`;
+    });
+    values.push(`(${placeholders.join(', ')})`);
+  }
+  await db.query(`insert into audit_events (${COLUMNS.join(', ')}) values ${values.join(', ')}`, params);
+}
+
+/** SQLSTATE classes 22 (data exception) and 23 (integrity constraint): retrying cannot help. */
+function isRefused(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code);
+}
+
+export class AuditWriter {
+  readonly #db: Queryable;
+  readonly #logger: AuditLogger;
+  readonly #maxQueue: number;
+  readonly #maxBatch: number;
+  readonly #onError: (err: unknown) => void;
+  // Rows not yet committed, oldest first. The batch being written stays at the head until its
+  // statement commits, so a failure leaves it exactly where it was.
+  readonly #queue: Row[] = [];
+  #roomWaiters: (() => void)[] = [];
+  #drainWaiters: (() => void)[] = [];
+  #scheduled = false;
+  #writing = false;
+  #closed = false;
+  #failures = 0;
+
+  constructor(db: Queryable, logger: AuditLogger, options: AuditWriterOptions = {}) {
+    this.#db = db;
+    this.#logger = logger;
+    this.#maxQueue = Math.max(1, options.maxQueue ?? 10_000);
+    this.#maxBatch = Math.max(1, Math.min(options.maxBatch ?? 500, MAX_BATCH_LIMIT));
+    this.#onError =
+      options.onError ??
+      ((err) =>
+        logger.warn(
+          { error: { message: err instanceof Error ? err.message : String(err) } },
+          'audit rows not written yet; retrying',
+        ));
+  }
+
+  /**
+   * Logs the decision at once and queues its row. Returns undefined while the queue has room;
+   * once it is full, a promise that resolves when a write has made room again: await it before
+   * taking more work. The row is queued either way, never dropped.
+   *
+   * After drain() the writer takes no more rows: an event recorded that late (a shutdown that
+   * drained before its last request ended) is still logged, and reported to onError as
+   * `audit_writer_closed` instead of being thrown into the request that recorded it.
+   */
+  record(event: AuditEvent): Promise<void> | undefined {
+    // A broken clock value must not make a row PostgreSQL refuses; the time of recording is
+    // the closest truth there is.
+    const time = event.time instanceof Date && !Number.isNaN(event.time.getTime()) ? event.time : new Date();
+    if (this.#closed) {
+      this.#logger.info(ecsFields({ ...event, time }), `egress ${event.decision}`);
+      this.#report(
+        new AuditError(
+          'audit_writer_closed',
+          `the audit writer was drained: the row of request ${event.requestId} is only in the log`,
+        ),
+      );
+      return undefined;
+    }
+    this.#queue.push(toRow(event, time));
+    this.#schedule();
+    this.#logger.info(ecsFields({ ...event, time }), `egress ${event.decision}`);
+    if (this.#queue.length < this.#maxQueue) return undefined;
+    return new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
+  }
+
+  /** Rows recorded and not yet committed (including the batch being written). */
+  get depth(): number {
+    return this.#queue.length;
+  }
+
+  /**
+   * Stops accepting events and writes every queued row (on SIGTERM: no row is lost). Resolves
+   * when the queue is empty; while the database is down it keeps retrying, so it does not
+   * resolve before the database is back.
+   */
+  drain(): Promise<void> {
+    this.#closed = true;
+    const drained = new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
+    if (this.#writing) return drained;
+    if (this.#queue.length === 0) this.#wake();
+    else void this.#run();
+    return drained;
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#writing) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      if (!this.#writing) void this.#run();
+    });
+  }
+
+  async #run(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.slice(0, this.#maxBatch);
+        const done = await this.#write(batch);
+        this.#queue.splice(0, done);
+        if (done === 0) {
+          await this.#pause();
+        } else {
+          this.#failures = 0;
+          this.#wake();
+        }
+      }
+    } finally {
+      this.#writing = false;
+      this.#wake();
+    }
+  }
+
+  /** Writes the head of the queue; returns how many rows at the head are done with. */
+  async #write(batch: readonly Row[]): Promise<number> {
+    try {
+      await insertRows(this.#db, batch);
+      return batch.length;
+    } catch (err) {
+      if (!isRefused(err)) {
+        this.#report(err);
+        return 0;
+      }
+      // One refused row fails its whole statement: write them one by one to find it.
+      let done = 0;
+      for (const row of batch) {
+        try {
+          await insertRows(this.#db, [row]);
+        } catch (rowErr) {
+          if (!isRefused(rowErr)) {
+            this.#report(rowErr);
+            return done;
+          }
+          this.#report(
+            new AuditError(
+              'audit_row_rejected',
+              `the database refused the audit row of request ${String(row[1])}: ${
+                rowErr instanceof Error ? rowErr.message : String(rowErr)
+              }`,
+              { cause: rowErr },
+            ),
+          );
+        }
+        done++;
+      }
+      return done;
+    }
+  }
+
+  #report(err: unknown): void {
+    try {
+      this.#onError(err);
+    } catch {
+      // A failing error handler must not stop the writer.
+    }
+  }
+
+  #pause(): Promise<void> {
+    const ms = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** this.#failures);
+    this.#failures = Math.min(this.#failures + 1, 16);
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  #wake(): void {
+    if (this.#queue.length < this.#maxQueue && this.#roomWaiters.length > 0) {
+      const waiters = this.#roomWaiters;
+      this.#roomWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+    if (this.#queue.length === 0 && !this.#writing && this.#drainWaiters.length > 0) {
+      const waiters = this.#drainWaiters;
+      this.#drainWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+}

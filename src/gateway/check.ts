@@ -1,0 +1,91 @@
+// The shell around decide(): token, then target, then the decision, then (only for a name the
+// token allows) one DNS lookup and the decision again with the answers. Small on purpose; it
+// returns what happened and the proxy answers, audits and counts it.
+import type { Opening, Target } from '../egress/index.ts';
+import { type Decision, decide } from './decide.ts';
+import type { GatewayChange } from './live-state.ts';
+import type { GatewayPolicyView } from './policy-view.ts';
+import { proxyCredential } from './proxy-auth.ts';
+import type { DenyReason } from './reasons.ts';
+import type { TokenFacts, TokenVerifier } from './token.ts';
+
+/** What the gateway follows live (LiveState satisfies it). */
+export interface LiveView {
+  isRevoked(jti: string): boolean;
+  isQuarantined(tenant: string, agent: string): boolean;
+  readonly policy: GatewayPolicyView;
+  onChange(listener: (change: GatewayChange) => void): () => void;
+}
+
+/** DNS: every address a name resolves to (canonical text), [] when it does not resolve. */
+export type Resolver = (name: string) => Promise<readonly string[]>;
+
+export interface CheckContext {
+  readonly verifier: TokenVerifier;
+  readonly live: LiveView;
+  readonly openings: readonly Opening[];
+  readonly resolve: Resolver;
+}
+
+export type Authenticated =
+  | { readonly ok: true; readonly facts: TokenFacts }
+  | { readonly ok: false; readonly detail: string };
+
+/** The token of a request: present, verified, unexpired, for this gateway, not revoked. */
+export async function authenticate(
+  ctx: CheckContext,
+  proxyAuthorization: readonly string[],
+): Promise<Authenticated> {
+  const credential = proxyCredential(proxyAuthorization);
+  if (!credential.ok) return { ok: false, detail: credential.detail };
+  const checked = await ctx.verifier.verify(credential.token);
+  if (!checked.ok) return { ok: false, detail: checked.detail };
+  // Every request, not only the first: revocation must bite within a second.
+  if (ctx.live.isRevoked(checked.facts.jti)) return { ok: false, detail: 'the token has been revoked' };
+  return { ok: true, facts: checked.facts };
+}
+
+export type Verdict =
+  | { readonly verdict: 'allow'; readonly rule: string; readonly address: string; readonly tunnel: boolean }
+  | {
+      readonly verdict: 'deny';
+      readonly reason: DenyReason;
+      readonly detail: string;
+      readonly address?: string;
+    };
+
+/** decide(), resolving the name once when the token allows it. */
+export async function judge(
+  ctx: CheckContext,
+  facts: TokenFacts,
+  target: Target,
+  connect: boolean,
+): Promise<Verdict> {
+  const policy = ctx.live.policy;
+  const input = {
+    token: { tenant: facts.tenant, agent: facts.agent, egress: facts.egress },
+    registration: policy.registration(facts.tenant, facts.agent) ?? null,
+    quarantined: ctx.live.isQuarantined(facts.tenant, facts.agent),
+    ceiling: policy.ceiling(facts.tenant),
+    ownership: policy.ownership(facts.tenant),
+    target,
+    connect,
+    openings: ctx.openings,
+  };
+  let decision: Decision = decide(input);
+  if (decision.verdict === 'resolve') {
+    // Resolve once; the answers are checked and the checked one is dialled (no second lookup:
+    // DNS rebinding could otherwise swap the answer between check and connect).
+    let addresses: readonly string[];
+    try {
+      addresses = await ctx.resolve(decision.name);
+    } catch {
+      addresses = [];
+    }
+    decision = decide({ ...input, addresses });
+  }
+  if (decision.verdict === 'resolve') {
+    return { verdict: 'deny', reason: 'unresolvable', detail: 'the name could not be resolved' };
+  }
+  return decision;
+}

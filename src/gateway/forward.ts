@@ -1,0 +1,97 @@
+// Sending an allowed request on: to exactly the checked address, with the hop-by-hop headers and
+// the proxy's own credentials removed, the request id added, and the answer relayed as it is
+// (redirects included: the gateway never follows one; a client that does comes back through the
+// gateway and is checked again).
+import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import https from 'node:https';
+import { rootCertificates } from 'node:tls';
+
+/** RFC 9110 §7.6.1 hop-by-hop headers, plus the proxy-only ones. Never forwarded either way. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+export const REQUEST_ID_HEADER = 'x-request-id';
+
+export interface Upstreams {
+  readonly http: http.Agent;
+  readonly https: https.Agent;
+}
+
+/** Pooled keep-alive connections upstream; TLS verified against system roots plus `extraCa`. */
+export function upstreamAgents(extraCa: string | undefined): Upstreams {
+  const options = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, timeout: 60_000 };
+  return {
+    http: new http.Agent(options),
+    https: new https.Agent({
+      ...options,
+      ca: extraCa === undefined ? undefined : [...rootCertificates, extraCa],
+      rejectUnauthorized: true,
+    }),
+  };
+}
+
+/** The request's headers without hop-by-hop ones (and those its Connection header names). */
+export function forwardHeaders(
+  headers: IncomingHttpHeaders,
+  rawHeaders: readonly string[],
+  authority: string,
+  requestId: string,
+): OutgoingHttpHeaders {
+  const named = connectionTokens(headers.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = (rawHeaders[i] as string).toLowerCase();
+    if (HOP_BY_HOP.has(name) || named.has(name) || name === 'host' || name === REQUEST_ID_HEADER) continue;
+    const value = rawHeaders[i + 1] as string;
+    const existing = out[name];
+    out[name] = existing === undefined ? value : ([] as string[]).concat(existing as string, value);
+  }
+  out.host = authority;
+  out[REQUEST_ID_HEADER] = requestId;
+  return out;
+}
+
+/** The upstream's response headers, fit to relay to the client. */
+export function responseHeaders(upstream: IncomingMessage): OutgoingHttpHeaders {
+  const named = connectionTokens(upstream.headers.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(upstream.headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+function connectionTokens(value: string | string[] | undefined): Set<string> {
+  const text = Array.isArray(value) ? value.join(',') : (value ?? '');
+  return new Set(
+    text
+      .split(',')
+      .map((t) => t.trim().toLowerCase())
+      .filter((t) => t !== ''),
+  );
+}
+
+/** Whether an upstream error is a TLS verification failure (502 `upstream_tls`, never a downgrade). */
+export function isTlsError(err: unknown): boolean {
+  const code = String((err as { code?: unknown })?.code ?? '');
+  return (
+    code.startsWith('ERR_TLS') ||
+    code.startsWith('ERR_SSL') ||
+    /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|HOSTNAME/.test(code)
+  );
+}
+
+export function isTimeout(err: unknown): boolean {
+  const code = String((err as { code?: unknown })?.code ?? '');
+  return code === 'ETIMEDOUT' || code === 'ESOCKETTIMEDOUT' || code === 'UPSTREAM_TIMEOUT';
+}

@@ -1,0 +1,495 @@
+// The verifying forward proxy (SPEC.md, "The gateway"). Absolute-form requests are checked one
+// by one and forwarded to the checked address; CONNECT to an origin the token grants whole
+// becomes a plain tunnel. Every decision is answered, audited and counted here; the decision
+// itself is decide() (pure), reached through check.ts.
+//
+// Limits, so that a slow or hostile client cannot exhaust the gateway: header size (16 KiB,
+// request line included), header and idle timeouts, tunnels per token. Every socket has an
+// error handler: no input crashes the process.
+import { randomUUID } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import net, { type AddressInfo, type Socket } from 'node:net';
+import { formatAddress } from '../egress/address.ts';
+import type { AuditEvent } from './audit.ts';
+import { authenticate, type CheckContext, judge, type Verdict } from './check.ts';
+import {
+  forwardHeaders,
+  isTimeout,
+  isTlsError,
+  REQUEST_ID_HEADER,
+  responseHeaders,
+  upstreamAgents,
+} from './forward.ts';
+import type { GatewayMetrics } from './metrics.ts';
+import { readAbsoluteTarget, readConnectTarget, type TargetRead } from './request-target.ts';
+import type { TokenFacts } from './token.ts';
+
+export interface GatewayOptions extends CheckContext {
+  readonly host: string;
+  /** 0: an ephemeral port. */
+  readonly port: number;
+  readonly audit: { record(event: AuditEvent): Promise<void> | undefined };
+  readonly metrics?: GatewayMetrics;
+  /** Extra PEM the gateway trusts for upstream TLS (REINS_GATEWAY_UPSTREAM_CA). */
+  readonly upstreamCa?: string;
+  readonly limits?: Partial<GatewayLimits>;
+  readonly now?: () => Date;
+}
+
+export interface GatewayLimits {
+  readonly maxHeaderBytes: number;
+  readonly headersTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly upstreamTimeoutMs: number;
+  readonly tunnelsPerToken: number;
+}
+
+const DEFAULT_LIMITS: GatewayLimits = {
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  upstreamTimeoutMs: 30_000,
+  tunnelsPerToken: 128,
+};
+
+export interface Gateway {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** A client connection or tunnel bound to a token: closed when the token dies. */
+interface Bound {
+  facts: TokenFacts;
+  readonly sockets: Socket[];
+}
+
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const now = options.now ?? (() => new Date());
+  const upstreams = upstreamAgents(options.upstreamCa);
+  const bound = new Set<Bound>();
+  const tunnelsByJti = new Map<string, number>();
+
+  const server = http.createServer({
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: 0, // bodies stream for as long as they need; idle sockets time out below
+    keepAliveTimeout: 5_000,
+  });
+  server.on('connection', (socket: Socket) => {
+    socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
+    socket.on('error', () => {});
+  });
+  server.on('clientError', (_err, socket: Socket) => {
+    if (socket.writable) {
+      socket.end(
+        'HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"error":"bad_request"}',
+      );
+    } else socket.destroy();
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    onRequest(req, res).catch(() => {
+      if (!res.headersSent) sendJson(res, 502, { error: 'upstream_error', reason: 'internal' });
+      else res.destroy();
+    });
+  });
+  server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    socket.on('error', () => {});
+    onConnect(req, socket, head).catch(() => socket.destroy());
+  });
+
+  // Tokens die while connections live: revoked, expired, or the agent quarantined. Close what
+  // they hold within a second (the sweep) or at once (the change feed).
+  const unsubscribe = options.live.onChange(() => sweep());
+  const sweeper = setInterval(sweep, 250);
+  sweeper.unref();
+  function sweep(): void {
+    const nowSeconds = Math.floor(now().getTime() / 1000);
+    for (const entry of bound) {
+      const { facts } = entry;
+      if (
+        facts.exp <= nowSeconds ||
+        options.live.isRevoked(facts.jti) ||
+        options.live.isQuarantined(facts.tenant, facts.agent)
+      ) {
+        for (const socket of entry.sockets) socket.destroy();
+        bound.delete(entry);
+      }
+    }
+  }
+
+  async function onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const requestId = randomUUID();
+    res.setHeader(REQUEST_ID_HEADER, requestId);
+    const auth = await authenticate(options, headerValues(req, 'proxy-authorization'));
+    if (!auth.ok) {
+      req.resume();
+      answer407(res, auth.detail, requestId);
+      record(requestId, null, null, 'denied', 'invalid_token', 407, started);
+      return;
+    }
+    const { facts } = auth;
+    bindSocket(req.socket, facts);
+    const read = readAbsoluteTarget(req.method ?? '', req.url ?? '', headerValues(req, 'host'));
+    if (!read.ok) {
+      req.resume();
+      sendJson(res, 400, {
+        error: 'bad_request',
+        reason: read.reason,
+        detail: read.detail,
+        request_id: requestId,
+      });
+      record(requestId, facts, null, 'denied', read.reason, 400, started);
+      return;
+    }
+    const verdict = await judge(options, facts, read.target, false);
+    options.metrics?.decisionSeconds.observe((performance.now() - started) / 1000);
+    if (verdict.verdict === 'deny') {
+      req.resume();
+      sendJson(res, 403, denial(verdict, read, requestId));
+      record(requestId, facts, read, 'denied', verdict.reason, 403, started, { address: verdict.address });
+      return;
+    }
+    await forward(req, res, facts, read, verdict, requestId, started);
+  }
+
+  async function forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    facts: TokenFacts,
+    read: Extract<TargetRead, { ok: true }>,
+    verdict: Extract<Verdict, { verdict: 'allow' }>,
+    requestId: string,
+    started: number,
+  ): Promise<void> {
+    const { target } = read;
+    const tls = target.scheme === 'https';
+    let bytesOut = 0;
+    let bytesIn = 0;
+    const dialled = performance.now();
+    const upstream = (tls ? https : http).request({
+      host: verdict.address,
+      port: target.port,
+      method: req.method,
+      path: read.forwardPath,
+      headers: forwardHeaders(req.headers, req.rawHeaders, read.authority, requestId),
+      agent: tls ? upstreams.https : upstreams.http,
+      // Verify the certificate against the name the client asked for, not the address dialled.
+      servername: tls && target.host.kind === 'name' ? target.host.name : undefined,
+      timeout: limits.upstreamTimeoutMs,
+    });
+    const extra = { address: verdict.address, rule: verdict.rule };
+    upstream.on('timeout', () =>
+      upstream.destroy(Object.assign(new Error('timeout'), { code: 'UPSTREAM_TIMEOUT' })),
+    );
+    upstream.on('error', (err) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const status = isTimeout(err) ? 504 : 502;
+      const reason = isTlsError(err)
+        ? 'upstream_tls'
+        : isTimeout(err)
+          ? 'upstream_timeout'
+          : 'upstream_unreachable';
+      sendJson(res, status, { error: 'upstream_error', reason, request_id: requestId });
+      record(requestId, facts, read, 'allowed', reason, status, started, { ...extra, bytesOut });
+    });
+    upstream.on('response', (upstreamRes) => {
+      options.metrics?.upstreamSeconds.observe({ kind: 'request' }, (performance.now() - dialled) / 1000);
+      res.writeHead(upstreamRes.statusCode ?? 502, responseHeaders(upstreamRes));
+      upstreamRes.on('data', (chunk: Buffer) => {
+        bytesIn += chunk.length;
+      });
+      upstreamRes.pipe(res);
+      upstreamRes.on('end', () => {
+        record(requestId, facts, read, 'allowed', null, upstreamRes.statusCode ?? null, started, {
+          ...extra,
+          bytesIn,
+          bytesOut,
+        });
+      });
+      upstreamRes.on('error', () => res.destroy());
+    });
+    req.on('data', (chunk: Buffer) => {
+      bytesOut += chunk.length;
+    });
+    req.pipe(upstream);
+    res.on('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+  }
+
+  async function onConnect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    const started = performance.now();
+    const requestId = randomUUID();
+    const auth = await authenticate(options, headerValues(req, 'proxy-authorization'));
+    if (!auth.ok) {
+      writeRaw(
+        socket,
+        407,
+        'Proxy Authentication Required',
+        { error: 'invalid_token', error_description: auth.detail, request_id: requestId },
+        {
+          'proxy-authenticate': 'Bearer realm="reins", error="invalid_token"',
+        },
+      );
+      record(requestId, null, null, 'denied', 'invalid_token', 407, started);
+      return;
+    }
+    const { facts } = auth;
+    // CONNECT names no scheme: the tunnel is allowed when the origin is granted whole under
+    // either (whatever runs inside then reaches nothing the token does not grant).
+    let read = readConnectTarget(req.url ?? '', 'https');
+    if (!read.ok) {
+      writeRaw(socket, 400, 'Bad Request', {
+        error: 'bad_request',
+        reason: read.reason,
+        detail: read.detail,
+        request_id: requestId,
+      });
+      record(requestId, facts, null, 'denied', read.reason, 400, started);
+      return;
+    }
+    let verdict = await judge(options, facts, read.target, true);
+    if (verdict.verdict === 'deny') {
+      const plain = readConnectTarget(req.url ?? '', 'http');
+      if (plain.ok) {
+        const second = await judge(options, facts, plain.target, true);
+        // Either scheme's whole-origin grant opens the tunnel; otherwise the more precise refusal.
+        if (second.verdict === 'allow' || verdict.reason === 'no_matching_rule') {
+          read = plain;
+          verdict = second;
+        }
+      }
+    }
+    options.metrics?.decisionSeconds.observe((performance.now() - started) / 1000);
+    if (verdict.verdict === 'deny') {
+      writeRaw(socket, 403, 'Forbidden', denial(verdict, read, requestId));
+      record(requestId, facts, read, 'denied', verdict.reason, 403, started, { address: verdict.address });
+      return;
+    }
+    const open = tunnelsByJti.get(facts.jti) ?? 0;
+    if (open >= limits.tunnelsPerToken) {
+      writeRaw(
+        socket,
+        429,
+        'Too Many Requests',
+        { error: 'budget_exceeded', reason: 'too_many_tunnels', request_id: requestId },
+        { 'retry-after': '1' },
+      );
+      record(requestId, facts, read, 'denied', 'too_many_tunnels', 429, started);
+      return;
+    }
+    const allowed = verdict;
+    const dialled = performance.now();
+    const upstream = net.connect({ host: allowed.address, port: read.target.port });
+    upstream.setTimeout(limits.upstreamTimeoutMs, () =>
+      upstream.destroy(Object.assign(new Error('timeout'), { code: 'UPSTREAM_TIMEOUT' })),
+    );
+    const readOk = read;
+    let opened = false;
+    let bytesIn = 0;
+    let bytesOut = head.length;
+    upstream.on('error', (err) => {
+      if (!opened) {
+        const status = isTimeout(err) ? 504 : 502;
+        writeRaw(socket, status, status === 504 ? 'Gateway Timeout' : 'Bad Gateway', {
+          error: 'upstream_error',
+          reason: isTimeout(err) ? 'upstream_timeout' : 'upstream_unreachable',
+          request_id: requestId,
+        });
+        record(requestId, facts, readOk, 'allowed', 'upstream_unreachable', status, started, {
+          address: allowed.address,
+          rule: allowed.rule,
+        });
+      } else socket.destroy();
+    });
+    upstream.on('connect', () => {
+      opened = true;
+      upstream.setTimeout(limits.idleTimeoutMs);
+      options.metrics?.upstreamSeconds.observe({ kind: 'tunnel' }, (performance.now() - dialled) / 1000);
+      tunnelsByJti.set(facts.jti, (tunnelsByJti.get(facts.jti) ?? 0) + 1);
+      options.metrics?.tunnels.inc();
+      const entry: Bound = { facts, sockets: [socket, upstream] };
+      bound.add(entry);
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) upstream.write(head);
+      socket.on('data', (chunk: Buffer) => {
+        bytesOut += chunk.length;
+      });
+      upstream.on('data', (chunk: Buffer) => {
+        bytesIn += chunk.length;
+      });
+      socket.pipe(upstream);
+      upstream.pipe(socket);
+      let closed = false;
+      const close = () => {
+        if (closed) return;
+        closed = true;
+        socket.destroy();
+        upstream.destroy();
+        bound.delete(entry);
+        const left = (tunnelsByJti.get(facts.jti) ?? 1) - 1;
+        if (left <= 0) tunnelsByJti.delete(facts.jti);
+        else tunnelsByJti.set(facts.jti, left);
+        options.metrics?.tunnels.dec();
+        record(requestId, facts, readOk, 'allowed', null, 200, started, {
+          address: allowed.address,
+          rule: allowed.rule,
+          bytesIn,
+          bytesOut,
+        });
+      };
+      socket.on('close', close);
+      upstream.on('close', close);
+    });
+  }
+
+  /** Keep-alive connections belong to the token of their latest request. */
+  function bindSocket(socket: Socket, facts: TokenFacts): void {
+    const existing = (socket as Socket & { reinsBound?: Bound }).reinsBound;
+    if (existing !== undefined) {
+      existing.facts = facts;
+      return;
+    }
+    const entry: Bound = { facts, sockets: [socket] };
+    (socket as Socket & { reinsBound?: Bound }).reinsBound = entry;
+    bound.add(entry);
+    socket.once('close', () => bound.delete(entry));
+  }
+
+  function record(
+    requestId: string,
+    facts: TokenFacts | null,
+    read: TargetRead | null,
+    decision: 'allowed' | 'denied',
+    reason: string | null,
+    status: number | null,
+    started: number,
+    extra: { address?: string; rule?: string; bytesIn?: number; bytesOut?: number } = {},
+  ): void {
+    const target = read?.ok ? read.target : null;
+    const outcome =
+      status === 407
+        ? 'unauthenticated'
+        : status === 400
+          ? 'bad_request'
+          : (status ?? 0) >= 500
+            ? 'upstream_error'
+            : decision;
+    options.metrics?.decisions.inc({ outcome, reason: reason ?? 'none' });
+    const event: AuditEvent = {
+      time: now(),
+      requestId,
+      tenant: facts?.tenant ?? null,
+      agent: facts?.agent ?? null,
+      subject: facts?.sub ?? null,
+      delegationChain: facts?.act ?? null,
+      jti: facts?.jti ?? null,
+      method: target?.method ?? null,
+      scheme: target?.scheme ?? null,
+      host:
+        target === null
+          ? null
+          : target.host.kind === 'name'
+            ? target.host.name
+            : formatAddress(target.host.bytes),
+      port: target?.port ?? null,
+      path: target === null ? null : `/${target.path.join('/')}`,
+      decision,
+      reason,
+      matchedRule: extra.rule ?? null,
+      resolvedAddress: extra.address ?? null,
+      inspected: false,
+      status,
+      bytesIn: extra.bytesIn ?? 0,
+      bytesOut: extra.bytesOut ?? 0,
+      durationMs: performance.now() - started,
+    };
+    // Back-pressure: the writer answers a promise when its queue is full; the event is queued
+    // either way and never dropped.
+    void options.audit.record(event);
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`,
+    port,
+    async close() {
+      unsubscribe();
+      clearInterval(sweeper);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      for (const entry of bound) for (const socket of entry.sockets) socket.destroy();
+      server.closeAllConnections();
+      await closed;
+      upstreams.http.destroy();
+      upstreams.https.destroy();
+    },
+  };
+}
+
+function headerValues(req: IncomingMessage, name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+    if ((req.rawHeaders[i] as string).toLowerCase() === name) values.push(req.rawHeaders[i + 1] as string);
+  }
+  return values;
+}
+
+function answer407(res: ServerResponse, detail: string, requestId: string): void {
+  res.setHeader('proxy-authenticate', 'Bearer realm="reins", error="invalid_token"');
+  sendJson(res, 407, { error: 'invalid_token', error_description: detail, request_id: requestId });
+}
+
+function denial(verdict: Extract<Verdict, { verdict: 'deny' }>, read: TargetRead, requestId: string) {
+  const destination = read.ok ? read.authority : undefined;
+  return {
+    error: 'egress_denied',
+    reason: verdict.reason,
+    destination,
+    detail: verdict.detail,
+    request_id: requestId,
+  };
+}
+
+function sendJson(res: ServerResponse, status: number, body: Record<string, unknown>): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(text);
+}
+
+function writeRaw(
+  socket: Socket,
+  status: number,
+  text: string,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): void {
+  if (!socket.writable) return;
+  const json = JSON.stringify(body);
+  const lines = [
+    `HTTP/1.1 ${status} ${text}`,
+    'content-type: application/json',
+    `content-length: ${Buffer.byteLength(json)}`,
+    'connection: close',
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ];
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${json}`);
+}

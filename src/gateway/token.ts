@@ -1,0 +1,201 @@
+// The gateway's token check: a reins access token (RFC 9068) verified once, then served from a
+// cache keyed by the exact token bytes until it expires, so the hot path does no crypto for a
+// token it has seen. Revocation is NOT cached here: the caller checks the jti against the live
+// revocation state on every request (an ECDSA signature can be re-encoded into a second valid
+// form, so the token string is not an identity; the jti is).
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  jwtVerify,
+} from 'jose';
+import { compileRuleSet, type Rule, type RuleSet } from '../egress/index.ts';
+import { requestedRules } from '../server/provider/issuance.ts';
+
+/** What a verified token tells the gateway. */
+export interface TokenFacts {
+  readonly jti: string;
+  readonly tenant: string;
+  readonly clientId: string;
+  readonly sub: string;
+  /** The acting agent: `act.sub` of a delegated token, else the client. */
+  readonly agent: string;
+  /** The RFC 8693 chain as issued; null for an agent's own token. */
+  readonly act: unknown;
+  /** Seconds since the epoch. */
+  readonly exp: number;
+  readonly rules: readonly Rule[];
+  readonly egress: RuleSet;
+}
+
+export type TokenProblem = 'malformed' | 'invalid' | 'expired' | 'wrong_audience';
+
+export type TokenCheck =
+  | { readonly ok: true; readonly facts: TokenFacts }
+  | { readonly ok: false; readonly problem: TokenProblem; readonly detail: string };
+
+export interface TokenVerifierOptions {
+  readonly issuer: string;
+  /** This gateway's resource identifier: the `aud` every egress token must carry. */
+  readonly audience: string;
+  readonly keys: JWTVerifyGetKey;
+  readonly now?: () => Date;
+  /** Cached tokens at most; the oldest is dropped first. Default 50,000. */
+  readonly maxEntries?: number;
+}
+
+/** reins signs with these only: never `none`, never HMAC. */
+const ALGORITHMS = ['ES256', 'EdDSA'];
+/** Small: tokens live minutes, and the gateway's and server's clocks are expected to agree. */
+const CLOCK_TOLERANCE_SECONDS = 5;
+
+export class TokenVerifier {
+  private readonly cache = new Map<string, TokenFacts>();
+  private readonly now: () => Date;
+  private readonly maxEntries: number;
+  hits = 0;
+  misses = 0;
+
+  constructor(private readonly options: TokenVerifierOptions) {
+    this.now = options.now ?? (() => new Date());
+    this.maxEntries = options.maxEntries ?? 50_000;
+  }
+
+  async verify(token: string): Promise<TokenCheck> {
+    const nowSeconds = Math.floor(this.now().getTime() / 1000);
+    const cached = this.cache.get(token);
+    if (cached !== undefined) {
+      if (cached.exp > nowSeconds - CLOCK_TOLERANCE_SECONDS) {
+        this.hits++;
+        return { ok: true, facts: cached };
+      }
+      this.cache.delete(token);
+      return { ok: false, problem: 'expired', detail: 'the token has expired' };
+    }
+    this.misses++;
+    const checked = await this.verifyFresh(token);
+    if (checked.ok) this.remember(token, checked.facts);
+    return checked;
+  }
+
+  /** Drops cached tokens that have expired (called on a timer). */
+  prune(): void {
+    const nowSeconds = Math.floor(this.now().getTime() / 1000);
+    for (const [token, facts] of this.cache) {
+      if (facts.exp <= nowSeconds - CLOCK_TOLERANCE_SECONDS) this.cache.delete(token);
+    }
+  }
+
+  get size(): number {
+    return this.cache.size;
+  }
+
+  private remember(token: string, facts: TokenFacts): void {
+    if (this.cache.size >= this.maxEntries) {
+      const oldest = this.cache.keys().next();
+      if (!oldest.done) this.cache.delete(oldest.value);
+    }
+    this.cache.set(token, facts);
+  }
+
+  private async verifyFresh(token: string): Promise<TokenCheck> {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, this.options.keys, {
+        issuer: this.options.issuer,
+        audience: this.options.audience,
+        typ: 'at+jwt',
+        algorithms: ALGORITHMS,
+        // jose accepts a token without exp unless told.
+        requiredClaims: ['exp', 'jti', 'iat'],
+        currentDate: this.now(),
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      }));
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (code === 'ERR_JWT_EXPIRED') return fail('expired', 'the token has expired');
+      if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' && (err as { claim?: unknown }).claim === 'aud') {
+        return fail('wrong_audience', 'the token is not for this gateway');
+      }
+      if (code === 'ERR_JWS_INVALID' || code === 'ERR_JWT_INVALID') return fail('malformed', 'not a JWT');
+      return fail('invalid', 'the token did not verify');
+    }
+    return factsOf(payload);
+  }
+}
+
+function factsOf(payload: JWTPayload): TokenCheck {
+  const { jti, exp, sub } = payload;
+  const tenant = payload.tenant;
+  const clientId = payload.client_id;
+  if (typeof jti !== 'string' || typeof exp !== 'number' || typeof sub !== 'string') {
+    return fail('invalid', 'the token lacks jti, exp or sub');
+  }
+  if (typeof tenant !== 'string' || tenant === '' || typeof clientId !== 'string') {
+    return fail('invalid', 'the token lacks tenant or client_id');
+  }
+  const act = payload.act ?? null;
+  const actor = act === null ? clientId : (act as { sub?: unknown }).sub;
+  if (typeof actor !== 'string' || actor === '')
+    return fail('invalid', 'the token has a malformed act claim');
+  const details = Array.isArray(payload.authorization_details) ? payload.authorization_details : [];
+  // Only `egress` entries are ours; a token without any grants nothing.
+  const egressDetails = details.filter((d) => (d as { type?: unknown })?.type === 'egress');
+  const granted = requestedRules(egressDetails);
+  if (!granted.ok) return fail('invalid', 'the token carries an unreadable egress grant');
+  return {
+    ok: true,
+    facts: {
+      jti,
+      tenant,
+      clientId,
+      sub,
+      agent: actor,
+      act,
+      exp,
+      rules: granted.rules,
+      egress: compileRuleSet(granted.rules),
+    },
+  };
+}
+
+function fail(problem: TokenProblem, detail: string): TokenCheck {
+  return { ok: false, problem, detail };
+}
+
+/**
+ * Keys of a server in the same process: read from the database on first use and again when a
+ * token names an unknown `kid` (a key rotated in by another process), at most once per cooldown.
+ */
+export function localKeys(load: () => Promise<JSONWebKeySet>, cooldownMs = 5_000): JWTVerifyGetKey {
+  let current: { jwks: JWTVerifyGetKey; loadedAt: number } | null = null;
+  let loading: Promise<void> | null = null;
+  const reload = () => {
+    loading ??= load()
+      .then((set) => {
+        current = { jwks: createLocalJWKSet(set), loadedAt: Date.now() };
+      })
+      .finally(() => {
+        loading = null;
+      });
+    return loading;
+  };
+  return async (header, token) => {
+    if (current === null) await reload();
+    try {
+      return await (current as unknown as { jwks: JWTVerifyGetKey }).jwks(header, token);
+    } catch (err) {
+      const stale = Date.now() - (current as unknown as { loadedAt: number }).loadedAt > cooldownMs;
+      if ((err as { code?: unknown }).code !== 'ERR_JWKS_NO_MATCHING_KEY' || !stale) throw err;
+      await reload();
+      return (current as unknown as { jwks: JWTVerifyGetKey }).jwks(header, token);
+    }
+  };
+}
+
+/** Keys of a remote server, from its JWKS endpoint (cached; refetched on an unknown kid). */
+export function remoteKeys(jwksUri: string): JWTVerifyGetKey {
+  return createRemoteJWKSet(new URL(jwksUri), { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000 });
+}

@@ -1,0 +1,102 @@
+// The gateway's listener and what it follows: the live state (revocations, quarantines, policy)
+// from the database, the audit writer, token verification with the keys the server publishes.
+// Started and stopped together; on stop the audit queue is drained so no row is lost.
+import { readFileSync } from 'node:fs';
+import type { Registry } from 'prom-client';
+import type { Config } from '../config/settings.ts';
+import { type Opening, parseOpening } from '../egress/index.ts';
+import { AuditWriter } from '../gateway/audit.ts';
+import { LiveState } from '../gateway/live-state.ts';
+import { gatewayMetrics } from '../gateway/metrics.ts';
+import { startGateway } from '../gateway/proxy.ts';
+import { systemResolver } from '../gateway/resolve.ts';
+import { localKeys, TokenVerifier } from '../gateway/token.ts';
+import { loadPublicJwks } from '../server/keys/index.ts';
+import type { Db } from '../store/db.ts';
+import type { Logger } from './logger.ts';
+
+export interface GatewayRuntime {
+  readonly url: string;
+  readonly live: LiveState;
+  close(): Promise<void>;
+}
+
+export async function startGatewayRuntime(
+  config: Config,
+  db: Db,
+  log: Logger,
+  registry: Registry,
+): Promise<GatewayRuntime> {
+  const openings = openingsOf(config.gatewayAllowPrivate);
+  const upstreamCa = upstreamCaOf(config.gatewayUpstreamCa);
+  const live = await LiveState.open(db, {
+    onError: (err: unknown) => log.warn({ err }, 'could not refresh the gateway state'),
+  });
+  const audit = new AuditWriter(db, log, {
+    onError: (err: unknown) => log.warn({ err }, 'could not write audit rows (they are kept and retried)'),
+  });
+  const verifier = new TokenVerifier({
+    issuer: config.issuer,
+    audience: config.gatewayResource,
+    keys: localKeys(() => loadPublicJwks(db)),
+  });
+  const metrics = gatewayMetrics(registry, () => audit.depth);
+  const pruner = setInterval(() => verifier.prune(), 30_000);
+  pruner.unref();
+  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  try {
+    gateway = await startGateway({
+      host: config.host,
+      port: config.gatewayPort,
+      verifier,
+      live,
+      openings,
+      resolve: systemResolver,
+      audit,
+      metrics,
+      upstreamCa,
+    });
+  } catch (err) {
+    clearInterval(pruner);
+    await live.close();
+    await audit.drain();
+    throw err;
+  }
+  return {
+    url: gateway.url,
+    live,
+    async close() {
+      clearInterval(pruner);
+      await gateway.close();
+      await audit.drain();
+      await live.close();
+    },
+  };
+}
+
+export class GatewayConfigError extends Error {
+  readonly code = 'gateway_config';
+}
+
+/** REINS_GATEWAY_ALLOW_PRIVATE, each entry parsed; a wrong one stops the start with what to write. */
+function openingsOf(texts: readonly string[]): Opening[] {
+  const openings: Opening[] = [];
+  for (const text of texts) {
+    const parsed = parseOpening(text);
+    if (!parsed.ok) {
+      throw new GatewayConfigError(`REINS_GATEWAY_ALLOW_PRIVATE entry '${text}': ${parsed.error.message}`);
+    }
+    openings.push(parsed.opening);
+  }
+  return openings;
+}
+
+/** REINS_GATEWAY_UPSTREAM_CA: a PEM bundle, given inline or as a file path. */
+function upstreamCaOf(value: string | undefined): string | undefined {
+  if (value === undefined || value.includes('-----BEGIN')) return value;
+  try {
+    return readFileSync(value, 'utf8');
+  } catch {
+    throw new GatewayConfigError(`REINS_GATEWAY_UPSTREAM_CA: cannot read the PEM file ${value}`);
+  }
+}

@@ -1,0 +1,671 @@
+// The audit writer (src/gateway/audit.ts) on every database backend, and the ECS form of an
+// event (src/gateway/audit-format.ts) as a table, one row per field.
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuditError, type AuditEvent, AuditWriter, ecsFields } from '../../src/gateway/audit.ts';
+import { ECS_VERSION } from '../../src/gateway/audit-format.ts';
+import { createLogger } from '../../src/runtime/logger.ts';
+import type { Db, Queryable } from '../../src/store/db.ts';
+import { openMigratedDb, testBackends, uniqueName } from '../support/db.ts';
+
+const CHAIN = { sub: 'research-agent', act: { sub: 'chat-app' } };
+
+function event(overrides: Partial<AuditEvent> = {}): AuditEvent {
+  return {
+    time: new Date('2026-03-04T05:06:07.089Z'),
+    requestId: 'req-1',
+    tenant: 'acme',
+    agent: 'research-agent',
+    subject: 'alice@acme.example',
+    delegationChain: CHAIN,
+    jti: 'jti-1',
+    method: 'POST',
+    scheme: 'https',
+    host: 'api.example.com',
+    port: 443,
+    path: '/v1/charges',
+    decision: 'allowed',
+    reason: null,
+    matchedRule: 'POST https://api.example.com/v1',
+    resolvedAddress: '93.184.216.34',
+    inspected: true,
+    status: 201,
+    bytesIn: 2048,
+    bytesOut: 512,
+    durationMs: 12.5,
+    ...overrides,
+  };
+}
+
+/** The log lines a real reins logger (redaction and all) writes, parsed. */
+function capturedLogger() {
+  const lines: Record<string, unknown>[] = [];
+  const raw: string[] = [];
+  const logger = createLogger('info', {
+    write(line: string) {
+      raw.push(line);
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    },
+  });
+  return { logger, lines, raw };
+}
+
+const quietLogger = { info: () => undefined, warn: () => undefined };
+
+/**
+ * `db`, counting the statements sent through it. While `fail` is set every statement fails as a
+ * lost connection does; while `hold` is set statements wait for it.
+ */
+function wrapped(db: Queryable) {
+  const wrapper = {
+    statements: 0,
+    fail: false,
+    hold: undefined as Promise<void> | undefined,
+    async query<R>(sql: string, params?: readonly unknown[]) {
+      wrapper.statements++;
+      if (wrapper.hold) await wrapper.hold;
+      if (wrapper.fail) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+      return db.query<R>(sql, params);
+    },
+  };
+  return wrapper;
+}
+
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open = () => {};
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(condition: () => boolean, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(5);
+  }
+}
+
+interface StoredRow {
+  time: Date;
+  request_id: string;
+  tenant: string | null;
+  agent: string | null;
+  subject: string | null;
+  delegation_chain: unknown;
+  jti: string | null;
+  method: string | null;
+  scheme: string | null;
+  host: string | null;
+  port: number | null;
+  path: string | null;
+  decision: string;
+  reason: string | null;
+  matched_rule: string | null;
+  resolved_address: string | null;
+  inspected: boolean;
+  status: number | null;
+  bytes_in: number;
+  bytes_out: number;
+  duration_ms: number | null;
+}
+
+async function rowsOf(db: Db, prefix: string): Promise<StoredRow[]> {
+  const { rows } = await db.query<StoredRow>(
+    `select time, request_id, tenant, agent, subject, delegation_chain, jti, method, scheme, host, port,
+       path, decision, reason, matched_rule, resolved_address, inspected, status,
+       bytes_in::float8 as bytes_in, bytes_out::float8 as bytes_out, duration_ms
+     from audit_events where request_id like $1 order by id`,
+    [`${prefix}%`],
+  );
+  return rows;
+}
+
+/** The row an event should become. */
+function expectedRow(e: AuditEvent): StoredRow {
+  return {
+    time: e.time,
+    request_id: e.requestId,
+    tenant: e.tenant,
+    agent: e.agent,
+    subject: e.subject,
+    delegation_chain: e.delegationChain ?? null,
+    jti: e.jti,
+    method: e.method,
+    scheme: e.scheme,
+    host: e.host,
+    port: e.port,
+    path: e.path,
+    decision: e.decision,
+    reason: e.reason,
+    matched_rule: e.matchedRule,
+    resolved_address: e.resolvedAddress,
+    inspected: e.inspected,
+    status: e.status,
+    bytes_in: e.bytesIn,
+    bytes_out: e.bytesOut,
+    duration_ms: e.durationMs,
+  };
+}
+
+describe.each(testBackends())('the audit writer on $name', (backend) => {
+  let db: Db;
+  beforeAll(async () => {
+    db = await openMigratedDb(backend);
+  });
+  afterAll(() => db.close());
+
+  it('writes 1,000 events recorded concurrently in a few statements, every one of them', async () => {
+    const prefix = uniqueName('many');
+    const via = wrapped(db);
+    const writer = new AuditWriter(via, quietLogger);
+    const results = await Promise.all(
+      Array.from({ length: 1_000 }, async (_, i) =>
+        writer.record(event({ requestId: `${prefix}-${String(i).padStart(4, '0')}` })),
+      ),
+    );
+    expect(results.every((r) => r === undefined)).toBe(true);
+    await until(() => writer.depth === 0);
+    const rows = await rowsOf(db, prefix);
+    expect(rows.map((r) => r.request_id)).toEqual(
+      Array.from({ length: 1_000 }, (_, i) => `${prefix}-${String(i).padStart(4, '0')}`),
+    );
+    // Two batches of 500 (the default maxBatch).
+    expect(via.statements).toBe(2);
+    await writer.drain();
+  });
+
+  it("stores every field of the event in its column: the chain as JSON, a 407's tenant as null", async () => {
+    const prefix = uniqueName('fields');
+    const allowed = event({ requestId: `${prefix}-allowed` });
+    const unauthenticated = event({
+      requestId: `${prefix}-407`,
+      time: new Date('2026-03-04T05:06:08Z'),
+      tenant: null,
+      agent: null,
+      subject: null,
+      delegationChain: null,
+      jti: null,
+      method: 'GET',
+      scheme: 'http',
+      host: '2001:db8::7',
+      port: 8080,
+      path: '/',
+      decision: 'denied',
+      reason: 'invalid_token',
+      matchedRule: null,
+      resolvedAddress: null,
+      inspected: false,
+      status: 407,
+      bytesIn: 0,
+      bytesOut: 0,
+      durationMs: null,
+    });
+    const denied = event({
+      requestId: `${prefix}-403`,
+      decision: 'denied',
+      reason: 'path_not_allowed',
+      matchedRule: null,
+      status: 403,
+      host: null,
+      port: null,
+      path: null,
+      method: null,
+      scheme: null,
+    });
+    const writer = new AuditWriter(db, quietLogger);
+    for (const e of [allowed, unauthenticated, denied]) writer.record(e);
+    await writer.drain();
+    expect(await rowsOf(db, prefix)).toEqual([allowed, unauthenticated, denied].map(expectedRow));
+  });
+
+  it('never stores the query string, and cleans what PostgreSQL would refuse instead of losing the row', async () => {
+    const prefix = uniqueName('clean');
+    const writer = new AuditWriter(db, quietLogger);
+    writer.record(event({ requestId: `${prefix}-query`, path: '/v1/charges?api_key=sk_live_123#frag' }));
+    writer.record(
+      event({
+        requestId: `${prefix}-odd`,
+        path: '/a\0b',
+        delegationChain: { sub: 'agent\0x' },
+        port: 70_000,
+        status: 1.5,
+        bytesIn: -3,
+        bytesOut: Number.NaN,
+        durationMs: Number.POSITIVE_INFINITY,
+        time: new Date(Number.NaN),
+      }),
+    );
+    await writer.drain();
+    const [query, odd] = await rowsOf(db, prefix);
+    expect(query?.path).toBe('/v1/charges');
+    expect(odd).toMatchObject({
+      path: '/a\uFFFDb',
+      delegation_chain: { sub: 'agent\uFFFDx' },
+      port: null,
+      status: null,
+      bytes_in: 0,
+      bytes_out: 0,
+      duration_ms: null,
+    });
+    expect(Math.abs((odd?.time.getTime() ?? 0) - Date.now())).toBeLessThan(60_000);
+  });
+
+  it('answers a promise once the queue is full, resolves it after a write makes room, and drops nothing', async () => {
+    const prefix = uniqueName('full');
+    const via = wrapped(db);
+    const held = gate();
+    via.hold = held.promise;
+    const writer = new AuditWriter(via, quietLogger, { maxQueue: 5 });
+    const answers = Array.from({ length: 4 }, (_, i) =>
+      writer.record(event({ requestId: `${prefix}-${i}` })),
+    );
+    expect(answers).toEqual([undefined, undefined, undefined, undefined]);
+    const full = writer.record(event({ requestId: `${prefix}-4` }));
+    expect(full).toBeInstanceOf(Promise);
+    // Over the limit still queues: back-pressure asks callers to wait, it never drops.
+    const over = writer.record(event({ requestId: `${prefix}-5` }));
+    expect(over).toBeInstanceOf(Promise);
+    let resolved = false;
+    void full?.then(() => {
+      resolved = true;
+    });
+    await tick();
+    await sleep(20);
+    expect(resolved).toBe(false);
+    expect(writer.depth).toBe(6);
+
+    via.hold = undefined;
+    held.open();
+    await Promise.all([full, over]);
+    expect(writer.depth).toBeLessThan(5);
+    await writer.drain();
+    expect((await rowsOf(db, prefix)).map((r) => r.request_id)).toEqual(
+      Array.from({ length: 6 }, (_, i) => `${prefix}-${i}`),
+    );
+  });
+
+  it('drain writes everything queued, resolves when the queue is empty, then takes no more rows', async () => {
+    const prefix = uniqueName('drain');
+    const errors: unknown[] = [];
+    const { logger, lines } = capturedLogger();
+    const writer = new AuditWriter(db, logger, { maxBatch: 7, onError: (err) => errors.push(err) });
+    for (let i = 0; i < 50; i++)
+      writer.record(event({ requestId: `${prefix}-${String(i).padStart(2, '0')}` }));
+    expect(writer.depth).toBe(50);
+    await writer.drain();
+    expect(writer.depth).toBe(0);
+    expect(await rowsOf(db, prefix)).toHaveLength(50);
+    await writer.drain();
+
+    // Too late: logged and reported, never thrown into the request, never half-written.
+    expect(writer.record(event({ requestId: `${prefix}-late` }))).toBeUndefined();
+    await sleep(20);
+    expect(await rowsOf(db, `${prefix}-late`)).toEqual([]);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(AuditError);
+    expect((errors[0] as AuditError).code).toBe('audit_writer_closed');
+    expect(lines.at(-1)).toMatchObject({ http: { request: { id: `${prefix}-late` } } });
+  });
+
+  it('keeps the rows while the database is down and writes them once it is back', async () => {
+    const prefix = uniqueName('outage');
+    const via = wrapped(db);
+    via.fail = true;
+    const errors: unknown[] = [];
+    const writer = new AuditWriter(via, quietLogger, { onError: (err) => errors.push(err) });
+    for (let i = 0; i < 10; i++) writer.record(event({ requestId: `${prefix}-${i}` }));
+    await until(() => errors.length >= 3);
+    expect(writer.depth).toBe(10);
+    expect(await rowsOf(db, prefix)).toEqual([]);
+    // More rows arrive during the outage; they join the queue behind the first ten.
+    for (let i = 10; i < 15; i++) writer.record(event({ requestId: `${prefix}-${i}` }));
+
+    via.fail = false;
+    await until(() => writer.depth === 0);
+    expect((await rowsOf(db, prefix)).map((r) => r.request_id)).toEqual(
+      Array.from({ length: 15 }, (_, i) => `${prefix}-${i}`),
+    );
+    expect(errors.every((err) => (err as { code?: string }).code === 'ECONNREFUSED')).toBe(true);
+    await writer.drain();
+  });
+
+  it('drain waits out an outage rather than losing rows', async () => {
+    const prefix = uniqueName('drain-outage');
+    const via = wrapped(db);
+    via.fail = true;
+    const writer = new AuditWriter(via, quietLogger, { onError: () => undefined });
+    writer.record(event({ requestId: `${prefix}-0` }));
+    let drained = false;
+    const draining = writer.drain().then(() => {
+      drained = true;
+    });
+    await sleep(120);
+    expect(drained).toBe(false);
+    via.fail = false;
+    await draining;
+    expect(await rowsOf(db, prefix)).toHaveLength(1);
+  });
+
+  it('sets aside only a row the database refuses for its content; its neighbours are written', async () => {
+    const prefix = uniqueName('refused');
+    const poison = `${prefix}-poison`;
+    // A content error no retry can fix (SQLSTATE 23514, check_violation), for one row only.
+    const via = {
+      query<R>(sql: string, params?: readonly unknown[]) {
+        if (params?.includes(poison)) {
+          return Promise.reject(Object.assign(new Error('violates check constraint'), { code: '23514' }));
+        }
+        return db.query<R>(sql, params);
+      },
+    };
+    const errors: unknown[] = [];
+    const writer = new AuditWriter(via, quietLogger, { onError: (err) => errors.push(err) });
+    for (const id of ['a', 'b', 'poison', 'c']) writer.record(event({ requestId: `${prefix}-${id}` }));
+    await writer.drain();
+    expect((await rowsOf(db, prefix)).map((r) => r.request_id)).toEqual(
+      ['a', 'b', 'c'].map((id) => `${prefix}-${id}`),
+    );
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ code: 'audit_row_rejected' });
+    expect((errors[0] as Error).message).toContain(poison);
+  });
+
+  it('logs one ECS line per decision at once, before the row is written, without the query or the token', async () => {
+    const prefix = uniqueName('log');
+    const { logger, lines, raw } = capturedLogger();
+    const via = wrapped(db);
+    const held = gate();
+    via.hold = held.promise;
+    const writer = new AuditWriter(via, logger);
+    writer.record(event({ requestId: `${prefix}-1`, path: '/v1/x?access_token=eyJhbGciOi.secret' }));
+    writer.record(event({ requestId: `${prefix}-2`, decision: 'denied', reason: 'no_matching_rule' }));
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatchObject({
+      msg: 'egress allowed',
+      event: { action: 'allowed', outcome: 'success' },
+      url: { path: '/v1/x' },
+      http: { request: { id: `${prefix}-1` } },
+    });
+    expect(lines[1]).toMatchObject({
+      msg: 'egress denied',
+      event: { action: 'denied', outcome: 'failure', reason: 'no_matching_rule' },
+    });
+    expect(raw.join('')).not.toContain('access_token');
+    expect(raw.join('')).not.toContain('eyJhbGciOi');
+    held.open();
+    via.hold = undefined;
+    await writer.drain();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// ecsFields: pure
+
+function at(fields: Record<string, unknown>, path: string): unknown {
+  // '@timestamp' is the one top-level field whose name has no dots to follow.
+  if (path === '@timestamp') return fields[path];
+  let value: unknown = fields;
+  for (const key of path.split('.')) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
+interface FieldCase {
+  readonly name: string;
+  readonly field: keyof AuditEvent;
+  readonly event: Partial<AuditEvent>;
+  /** ECS path → value; undefined: the field is absent. */
+  readonly expect: Record<string, unknown>;
+}
+
+const FIELD_CASES: readonly FieldCase[] = [
+  {
+    name: 'time is @timestamp in ISO 8601',
+    field: 'time',
+    event: { time: new Date('2026-01-02T03:04:05.678Z') },
+    expect: { '@timestamp': '2026-01-02T03:04:05.678Z' },
+  },
+  {
+    name: 'the request id is http.request.id',
+    field: 'requestId',
+    event: { requestId: 'r-42' },
+    expect: { 'http.request.id': 'r-42' },
+  },
+  {
+    name: 'the tenant is organization.id',
+    field: 'tenant',
+    event: { tenant: 'globex' },
+    expect: { 'organization.id': 'globex' },
+  },
+  {
+    name: 'no tenant (a 407) leaves organization out',
+    field: 'tenant',
+    event: { tenant: null },
+    expect: { organization: undefined },
+  },
+  {
+    name: 'the agent is reins.agent',
+    field: 'agent',
+    event: { agent: 'a-1' },
+    expect: { 'reins.agent': 'a-1' },
+  },
+  {
+    name: 'the subject is user.id',
+    field: 'subject',
+    event: { subject: 'bob' },
+    expect: { 'user.id': 'bob' },
+  },
+  {
+    name: 'the delegation chain is reins.delegation_chain, unchanged',
+    field: 'delegationChain',
+    event: { delegationChain: { sub: 'x', act: { sub: 'y', extra: null } } },
+    expect: { 'reins.delegation_chain': { sub: 'x', act: { sub: 'y', extra: null } } },
+  },
+  { name: 'the jti is reins.jti', field: 'jti', event: { jti: 'j-9' }, expect: { 'reins.jti': 'j-9' } },
+  {
+    name: 'the method is http.request.method',
+    field: 'method',
+    event: { method: 'DELETE' },
+    expect: { 'http.request.method': 'DELETE' },
+  },
+  {
+    name: 'the scheme is url.scheme',
+    field: 'scheme',
+    event: { scheme: 'http' },
+    expect: { 'url.scheme': 'http' },
+  },
+  {
+    name: 'a host name is destination.domain and url.domain; the resolved address is destination.ip',
+    field: 'host',
+    event: { host: 'api.example.com', resolvedAddress: '93.184.216.34' },
+    expect: {
+      'destination.domain': 'api.example.com',
+      'url.domain': 'api.example.com',
+      'destination.ip': '93.184.216.34',
+    },
+  },
+  {
+    name: 'an IPv4 literal host is destination.ip, never a domain',
+    field: 'host',
+    event: { host: '203.0.113.9', resolvedAddress: '203.0.113.9' },
+    expect: { 'destination.ip': '203.0.113.9', 'destination.domain': undefined, 'url.domain': undefined },
+  },
+  {
+    name: 'a bracketed IPv6 literal host is destination.ip without brackets',
+    field: 'host',
+    event: { host: '[2001:db8::1]', resolvedAddress: null },
+    expect: { 'destination.ip': '2001:db8::1', 'destination.domain': undefined },
+  },
+  {
+    name: 'the port is destination.port and url.port',
+    field: 'port',
+    event: { port: 8443 },
+    expect: { 'destination.port': 8443, 'url.port': 8443 },
+  },
+  { name: 'the path is url.path', field: 'path', event: { path: '/v1/a' }, expect: { 'url.path': '/v1/a' } },
+  {
+    name: 'a query string or fragment never reaches url.path',
+    field: 'path',
+    event: { path: '/v1/a?token=abc#frag' },
+    expect: { 'url.path': '/v1/a' },
+  },
+  {
+    name: 'allowed is event.action allowed, outcome success',
+    field: 'decision',
+    event: { decision: 'allowed' },
+    expect: {
+      'event.action': 'allowed',
+      'event.outcome': 'success',
+      'event.type': ['connection', 'allowed'],
+      'event.category': ['network'],
+      'event.kind': 'event',
+    },
+  },
+  {
+    name: 'denied is event.action denied, outcome failure',
+    field: 'decision',
+    event: { decision: 'denied' },
+    expect: { 'event.action': 'denied', 'event.outcome': 'failure', 'event.type': ['connection', 'denied'] },
+  },
+  {
+    name: 'the reason is event.reason',
+    field: 'reason',
+    event: { reason: 'cross_tenant' },
+    expect: { 'event.reason': 'cross_tenant' },
+  },
+  {
+    name: 'the matched rule is reins.matched_rule',
+    field: 'matchedRule',
+    event: { matchedRule: 'GET https://a.example/v1' },
+    expect: { 'reins.matched_rule': 'GET https://a.example/v1' },
+  },
+  {
+    name: 'the resolved address is destination.ip',
+    field: 'resolvedAddress',
+    event: { resolvedAddress: '2001:db8::5' },
+    expect: { 'destination.ip': '2001:db8::5' },
+  },
+  {
+    name: 'inspection is reins.inspected',
+    field: 'inspected',
+    event: { inspected: false },
+    expect: { 'reins.inspected': false },
+  },
+  {
+    name: 'the status is http.response.status_code',
+    field: 'status',
+    event: { status: 403 },
+    expect: { 'http.response.status_code': 403 },
+  },
+  {
+    name: 'bytes back from the destination are destination.bytes',
+    field: 'bytesIn',
+    event: { bytesIn: 300, bytesOut: 20 },
+    expect: { 'destination.bytes': 300, 'network.bytes': 320 },
+  },
+  {
+    name: 'bytes sent toward the destination are source.bytes',
+    field: 'bytesOut',
+    event: { bytesOut: 77 },
+    expect: { 'source.bytes': 77 },
+  },
+  {
+    name: 'the duration is event.duration in nanoseconds',
+    field: 'durationMs',
+    event: { durationMs: 1.25 },
+    expect: { 'event.duration': 1_250_000 },
+  },
+];
+
+describe('ecsFields', () => {
+  it.each(FIELD_CASES)('$name', ({ event: overrides, expect: expected }) => {
+    const fields = ecsFields(event(overrides));
+    for (const [path, value] of Object.entries(expected))
+      expect([path, at(fields, path)]).toEqual([path, value]);
+  });
+
+  it('has a row for every field of an audit event', () => {
+    const covered = new Set(FIELD_CASES.map((c) => c.field));
+    expect(Object.keys(event()).filter((field) => !covered.has(field as keyof AuditEvent))).toEqual([]);
+  });
+
+  it('maps a whole event to nested ECS objects', () => {
+    expect(ecsFields(event())).toEqual({
+      '@timestamp': '2026-03-04T05:06:07.089Z',
+      ecs: { version: ECS_VERSION },
+      event: {
+        kind: 'event',
+        category: ['network'],
+        type: ['connection', 'allowed'],
+        dataset: 'reins.audit',
+        action: 'allowed',
+        outcome: 'success',
+        duration: 12_500_000,
+      },
+      http: { request: { id: 'req-1', method: 'POST' }, response: { status_code: 201 } },
+      url: { scheme: 'https', domain: 'api.example.com', port: 443, path: '/v1/charges' },
+      destination: { domain: 'api.example.com', ip: '93.184.216.34', port: 443, bytes: 2048 },
+      source: { bytes: 512 },
+      network: { bytes: 2560 },
+      user: { id: 'alice@acme.example' },
+      organization: { id: 'acme' },
+      reins: {
+        agent: 'research-agent',
+        jti: 'jti-1',
+        delegation_chain: CHAIN,
+        matched_rule: 'POST https://api.example.com/v1',
+        inspected: true,
+      },
+    });
+  });
+
+  it('leaves out what is unknown rather than writing null (a 407 before any token)', () => {
+    const fields = ecsFields(
+      event({
+        tenant: null,
+        agent: null,
+        subject: null,
+        delegationChain: null,
+        jti: null,
+        method: null,
+        scheme: null,
+        host: null,
+        port: null,
+        path: null,
+        decision: 'denied',
+        reason: 'invalid_token',
+        matchedRule: null,
+        resolvedAddress: null,
+        inspected: false,
+        status: null,
+        bytesIn: 0,
+        bytesOut: 0,
+        durationMs: null,
+      }),
+    );
+    expect(Object.keys(fields).sort()).toEqual(
+      ['@timestamp', 'destination', 'ecs', 'event', 'http', 'network', 'reins', 'source'].sort(),
+    );
+    expect(fields.reins).toEqual({ inspected: false });
+    expect(fields.http).toEqual({ request: { id: 'req-1' } });
+    expect(JSON.stringify(fields)).not.toContain('null');
+  });
+
+  it('never carries a query string, whatever the path', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.string({ minLength: 1 }), (path, query) => {
+        const fields = ecsFields(event({ path: `/${path}?q=${query}` }));
+        const urlPath = at(fields, 'url.path') as string;
+        expect(urlPath).not.toMatch(/[?#]/);
+        expect(`/${path}`.startsWith(urlPath)).toBe(true);
+      }),
+    );
+  });
+});

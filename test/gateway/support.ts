@@ -1,0 +1,232 @@
+// A whole gateway on ephemeral ports for end-to-end tests: a migrated database with a policy
+// made for the test's local upstream, the authorization server issuing real tokens, the live
+// state, the audit writer, and the proxy with a fixed resolver (no lookup leaves the machine).
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type JWK, SignJWT } from 'jose';
+import pino from 'pino';
+import { parseOpening } from '../../src/egress/index.ts';
+import { AuditWriter } from '../../src/gateway/audit.ts';
+import { LiveState } from '../../src/gateway/live-state.ts';
+import { type Gateway, startGateway } from '../../src/gateway/proxy.ts';
+import { tableResolver } from '../../src/gateway/resolve.ts';
+import { localKeys, TokenVerifier } from '../../src/gateway/token.ts';
+import { loadKeys, loadPublicJwks } from '../../src/server/keys/index.ts';
+import { sourcesOf, yaml } from '../policy/support.ts';
+import {
+  type AuthServer,
+  applySources,
+  basic,
+  GATEWAY,
+  requestToken,
+  startAuthServer,
+} from '../server/provider/support.ts';
+import type { TestBackend } from '../support/db.ts';
+
+export const WORKER_SECRET = 'worker-secret-for-gateway-tests';
+export const WORKER_ENV = 'XG_WORKER_SECRET';
+
+/** What the upstream saw: every request, with its body's digest. */
+export interface Seen {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingMessage['headers'];
+  readonly bodyBytes: number;
+  readonly bodySha256: string;
+}
+
+export interface Upstream {
+  readonly port: number;
+  readonly seen: Seen[];
+  close(): Promise<void>;
+}
+
+/** Echoes the request body back, and says what it received in headers. */
+export async function startUpstream(): Promise<Upstream> {
+  const seen: Seen[] = [];
+  const server: Server = createServer((req, res) => {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      bytes += chunk.length;
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      const digest = hash.digest('hex');
+      seen.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        bodyBytes: bytes,
+        bodySha256: digest,
+      });
+      if (req.url?.startsWith('/v1/redirect')) {
+        res.writeHead(302, { location: 'http://elsewhere.test/' });
+        res.end();
+        return;
+      }
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'x-upstream-saw-bytes': String(bytes),
+        'x-upstream-saw-sha256': digest,
+      });
+      res.end(Buffer.concat(chunks));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    seen,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * acme's `worker` may GET/POST api.test/v1, use whole.test entirely, and is granted addresses the
+ * gateway must still refuse (loopback and metadata literals on ports nobody opened, a name that
+ * resolves privately). globex owns owned.globex.test and federates nothing.
+ */
+export function gatewayPolicy(port: number): Record<string, string> {
+  return {
+    'acme.yaml': yaml(
+      'tenant: acme',
+      'integrations:',
+      `  api: ["GET,POST http://api.test:${port}/v1/"]`,
+      'agents:',
+      '  worker:',
+      `    auth: { method: client_secret_basic, secret_env: ${WORKER_ENV} }`,
+      '    egress:',
+      '      - api',
+      `      - http://whole.test:${port}/`,
+      `      - https://whole.test:${port}/`,
+      `      - http://removable.test:${port}/`,
+      `      - http://internal.test:${port}/`,
+      `      - http://owned.globex.test:${port}/`,
+      '      - http://127.0.0.0/8/',
+      '      - https://127.0.0.0/8/',
+      '      - http://169.254.169.254/',
+      '    token_ttl: 300',
+    ),
+    'globex.yaml': yaml('tenant: globex', 'owns:', `  - http://owned.globex.test:${port}/`),
+  };
+}
+
+export interface Harness {
+  readonly auth: AuthServer;
+  readonly gateway: Gateway;
+  readonly live: LiveState;
+  readonly audit: AuditWriter;
+  readonly upstream: Upstream;
+  /** http://127.0.0.1:<gateway port> */
+  readonly proxyUrl: string;
+  workerToken(): Promise<string>;
+  /** A token signed with the server's key, with claims changed (expired, other audience…). */
+  forgedToken(claims: Record<string, unknown>): Promise<string>;
+  applyPolicy(files: Record<string, string>): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(backend: TestBackend): Promise<Harness> {
+  process.env[WORKER_ENV] = WORKER_SECRET;
+  const upstream = await startUpstream();
+  const auth = await startAuthServer(backend, sourcesOf(gatewayPolicy(upstream.port)));
+  const { db } = auth;
+  const live = await LiveState.open(db, { pollMs: 100 });
+  const audit = new AuditWriter(db, pino({ level: 'silent' }));
+  const verifier = new TokenVerifier({
+    issuer: auth.url,
+    audience: GATEWAY,
+    keys: localKeys(() => loadPublicJwks(db)),
+  });
+  const opening = parseOpening(`127.0.0.1/32:${upstream.port}`);
+  if (!opening.ok) throw new Error(opening.error.message);
+  const gateway = await startGateway({
+    host: '127.0.0.1',
+    port: 0,
+    verifier,
+    live,
+    openings: [opening.opening],
+    resolve: tableResolver({
+      'api.test': ['127.0.0.1'],
+      'whole.test': ['127.0.0.1'],
+      'removable.test': ['127.0.0.1'],
+      'internal.test': ['10.0.0.5'],
+      'owned.globex.test': ['127.0.0.1'],
+    }),
+    audit,
+  });
+  const signing = (await loadKeys(db, undefined)).signing[0];
+  if (signing === undefined) throw new Error('no signing key');
+  return {
+    auth,
+    gateway,
+    live,
+    audit,
+    upstream,
+    proxyUrl: gateway.url,
+    async workerToken() {
+      const { status, body } = await requestToken(
+        auth,
+        { grant_type: 'client_credentials' },
+        basic('worker', WORKER_SECRET),
+      );
+      if (status !== 200) throw new Error(JSON.stringify(body));
+      return String(body.access_token);
+    },
+    async forgedToken(claims) {
+      const now = Math.floor(Date.now() / 1000);
+      const base = {
+        client_id: 'worker',
+        tenant: 'acme',
+        authorization_details: [{ type: 'egress', locations: [`http://api.test:${upstream.port}/v1`] }],
+      };
+      return new SignJWT({ ...base, ...claims })
+        .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: signing.kid })
+        .setIssuer(auth.url)
+        .setSubject('worker')
+        .setAudience(String(claims.aud ?? GATEWAY))
+        .setJti(crypto.randomUUID())
+        .setIssuedAt(now - 60)
+        .setExpirationTime(Number(claims.exp ?? now + 300))
+        .sign(signing.privateJwk as JWK);
+    },
+    async applyPolicy(files) {
+      await applySources(db, sourcesOf(files));
+    },
+    async close() {
+      await gateway.close();
+      await audit.drain();
+      await live.close();
+      await auth.close();
+      await upstream.close();
+    },
+  };
+}
+
+/** Waits for `probe` to hold, checking every 20 ms, failing after `ms`. */
+export async function within<T>(ms: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** The audit row of a request id, once written. */
+export function auditRow(harness: Harness, requestId: string) {
+  return within(2_000, async () => {
+    const { rows } = await harness.auth.db.query<Record<string, unknown>>(
+      'select * from audit_events where request_id = $1',
+      [requestId],
+    );
+    return rows[0];
+  });
+}
