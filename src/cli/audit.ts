@@ -196,40 +196,52 @@ async function startCursor(db: Queryable, printed: readonly AuditRecord[]): Prom
   return new FollowCursor(rows[0]?.last ?? 0);
 }
 
-async function follow(db: Db, cursor: FollowCursor): Promise<void> {
+/** Ctrl-C, SIGTERM or a closed pipe (`… --follow | head`): each ends following, none a crash. */
+interface StopSignal {
+  readonly stopped: Promise<void>;
+  readonly requested: () => boolean;
+  dispose(): void;
+}
+
+function listenForStop(): StopSignal {
+  let requested = false;
   let stop: () => void = () => {};
   const stopped = new Promise<void>((resolve) => {
     stop = resolve;
   });
-  let running = true;
-  const onSignal = () => {
-    running = false;
+  const onStop = () => {
+    requested = true;
     stop();
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  // A closed pipe (`reins audit tail --follow | head`) ends the command rather than crashing it.
-  process.stdout.once('error', onSignal);
-  try {
-    while (running) {
-      const rows = await select(db, 'where id > $1 or id = any($2::bigint[])', 'order by id limit $3', [
-        cursor.after,
-        cursor.missing,
-        POLL_ROWS,
-      ]);
-      print(rows, false);
-      cursor.saw(
-        rows.map((row) => row.id),
-        Date.now(),
-      );
-      if (rows.length < POLL_ROWS) {
-        await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, POLL_MS).unref())]);
-      }
+  process.on('SIGINT', onStop);
+  process.on('SIGTERM', onStop);
+  process.stdout.on('error', onStop);
+  return {
+    stopped,
+    requested: () => requested,
+    dispose() {
+      process.off('SIGINT', onStop);
+      process.off('SIGTERM', onStop);
+      process.stdout.off('error', onStop);
+    },
+  };
+}
+
+async function follow(db: Queryable, cursor: FollowCursor, signal: StopSignal): Promise<void> {
+  while (!signal.requested()) {
+    const rows = await select(db, 'where id > $1 or id = any($2::bigint[])', 'order by id limit $3', [
+      cursor.after,
+      cursor.missing,
+      POLL_ROWS,
+    ]);
+    print(rows, false);
+    cursor.saw(
+      rows.map((row) => row.id),
+      Date.now(),
+    );
+    if (rows.length < POLL_ROWS) {
+      await Promise.race([signal.stopped, new Promise((resolve) => setTimeout(resolve, POLL_MS))]);
     }
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    process.stdout.off('error', onSignal);
   }
 }
 
@@ -271,12 +283,17 @@ function tailCommand(): Command {
     .addHelpText('after', LINE_HELP + EXIT_HELP);
   return addDatabaseOptions(cmd).action(async (options: TailOptions) => {
     const lines = countOption('-n', options.lines, 0);
-    await useDatabase(options, async (db) => {
-      const latest = await select(db, '', 'order by id desc limit $1', [lines]);
-      print(latest.reverse(), false);
-      if (!options.follow) return;
-      await follow(db, await startCursor(db, latest));
-    });
+    // Listen before the first line is printed: a Ctrl-C right after it must stop cleanly too.
+    const signal = options.follow ? listenForStop() : undefined;
+    try {
+      await useDatabase(options, async (db) => {
+        const latest = await select(db, '', 'order by id desc limit $1', [lines]);
+        print(latest.reverse(), false);
+        if (signal) await follow(db, await startCursor(db, latest), signal);
+      });
+    } finally {
+      signal?.dispose();
+    }
   });
 }
 

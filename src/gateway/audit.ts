@@ -14,8 +14,8 @@
 // has made room, and the gateway awaits it before taking more work (back-pressure instead of
 // unbounded memory or lost rows). drain() writes everything on SIGTERM.
 //
-// The one exception: a row PostgreSQL refuses for its content (a data or constraint error, which
-// no retry can fix) would otherwise block every row behind it for ever, and with back-pressure
+// The one exception: a row PostgreSQL refuses for its content (a data, constraint or size error,
+// which no retry can fix) would otherwise block every row behind it for ever, and with back-pressure
 // the gateway itself. Rows are cleaned before they are queued so that this cannot happen (NUL
 // characters, out-of-range numbers); should it happen anyway, the batch is written row by row and
 // only the refused row is set aside, reported to onError as `audit_row_rejected`. Its JSON log
@@ -148,10 +148,13 @@ async function insertRows(db: Queryable, rows: readonly Row[]): Promise<void> {
   await db.query(`insert into audit_events (${COLUMNS.join(', ')}) values ${values.join(', ')}`, params);
 }
 
-/** SQLSTATE classes 22 (data exception) and 23 (integrity constraint): retrying cannot help. */
+/**
+ * SQLSTATE classes 22 (data exception), 23 (integrity constraint) and 54 (program limit
+ * exceeded, e.g. an index row too large): the content is the problem, retrying cannot help.
+ */
 function isRefused(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code);
+  return typeof code === 'string' && /^(?:22|23|54)[0-9A-Z]{3}$/.test(code);
 }
 
 export class AuditWriter {

@@ -77,6 +77,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: 0, // bodies stream for as long as they need; idle sockets time out below
     keepAliveTimeout: 5_000,
+    // The absolute-form target names the host; a Host header, when sent, must agree with it
+    // (request-target.ts). Node would otherwise answer 400 itself, without a reason.
+    requireHostHeader: false,
   });
   server.on('connection', (socket: Socket) => {
     socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());

@@ -44,6 +44,8 @@ export interface TokenVerifierOptions {
   readonly now?: () => Date;
   /** Cached tokens at most; the oldest is dropped first. Default 50,000. */
   readonly maxEntries?: number;
+  /** Told whether each check was answered from the cache (metrics). */
+  readonly onLookup?: (result: 'hit' | 'miss') => void;
 }
 
 /** reins signs with these only: never `none`, never HMAC. */
@@ -69,12 +71,14 @@ export class TokenVerifier {
     if (cached !== undefined) {
       if (cached.exp > nowSeconds - CLOCK_TOLERANCE_SECONDS) {
         this.hits++;
+        this.options.onLookup?.('hit');
         return { ok: true, facts: cached };
       }
       this.cache.delete(token);
       return { ok: false, problem: 'expired', detail: 'the token has expired' };
     }
     this.misses++;
+    this.options.onLookup?.('miss');
     const checked = await this.verifyFresh(token);
     if (checked.ok) this.remember(token, checked.facts);
     return checked;

@@ -35,12 +35,13 @@ export async function startGatewayRuntime(
   const audit = new AuditWriter(db, log, {
     onError: (err: unknown) => log.warn({ err }, 'could not write audit rows (they are kept and retried)'),
   });
+  const metrics = gatewayMetrics(registry, () => audit.depth);
   const verifier = new TokenVerifier({
     issuer: config.issuer,
     audience: config.gatewayResource,
     keys: localKeys(() => loadPublicJwks(db)),
+    onLookup: (result) => metrics.tokenCache.inc({ result }),
   });
-  const metrics = gatewayMetrics(registry, () => audit.depth);
   const pruner = setInterval(() => verifier.prune(), 30_000);
   pruner.unref();
   let gateway: Awaited<ReturnType<typeof startGateway>>;

@@ -90,7 +90,7 @@ describe('reins policy plan and apply', () => {
     } finally {
       await rm(data, { recursive: true, force: true });
     }
-  });
+  }, 60_000); // four CLI processes, each opening the embedded database
 
   it('apply refuses a policy with mistakes before touching the database', async () => {
     const run = await runReins(['policy', 'apply', dir, '--data-dir', 'memory'], LOCAL);

@@ -105,8 +105,8 @@ describe('reins serve', () => {
     expect(header).toMatchObject({ typ: 'at+jwt', alg: 'ES256' });
   }, 60_000);
 
-  it('runs the gateway it prints, which refuses what the token does not grant', async () => {
-    const { tokenUrl, output } = await serve();
+  it('runs the gateway it prints, which refuses what the token does not grant, and counts it', async () => {
+    const { tokenUrl, adminUrl, output } = await serve();
     const response = await fetch(tokenUrl, {
       method: 'POST',
       headers: {
@@ -126,6 +126,9 @@ describe('reins serve', () => {
       'http://example.com/',
     ]);
     expect(JSON.parse(stdout)).toMatchObject({ error: 'egress_denied', reason: 'no_matching_rule' });
+    const metrics = await (await fetch(`${adminUrl}/metrics`)).text();
+    expect(metrics).toContain('reins_gateway_decisions_total{outcome="denied",reason="no_matching_rule"} 1');
+    expect(metrics).toContain('reins_gateway_token_cache_total{result="miss"} 1');
   }, 60_000);
 
   it('stops cleanly on SIGTERM with exit code 0', async () => {

@@ -1,0 +1,237 @@
+// The servers of bench/gateway, each run in a child process of its own (this file, forked with
+// BENCH_GATEWAY_SERVE set), so that none shares an event loop with the load generator or with
+// another server:
+//
+// - upstream: the one local origin every row reaches; GET /small answers 64 bytes, keep-alive.
+// - bare: the floor of what a forward proxy written in Node costs: parse the absolute-form
+//   target, look the name up in a fixed table, send it on over a keep-alive agent, pipe back.
+//   No token, no policy, no audit.
+// - reins: the gateway assembled as `reins serve` runs it (test/gateway/support.ts, plus the
+//   production logger and metrics): PGlite in memory, the authorization server issuing the
+//   tokens, the live state, the audit writer on the same database with its JSON lines written
+//   (to /dev/null), a verified-token cache of the default size. A second listener on the same
+//   state has a one-entry token cache, to show what verifying every token costs.
+//
+// The child tells its parent what it listens on over IPC, answers `stats`, and stops when the
+// parent disconnects.
+import { once } from 'node:events';
+import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { parseOpening } from '../src/egress/index.ts';
+import { AuditWriter } from '../src/gateway/audit.ts';
+import { LiveState } from '../src/gateway/live-state.ts';
+import { gatewayMetrics } from '../src/gateway/metrics.ts';
+import { type Gateway, startGateway } from '../src/gateway/proxy.ts';
+import { tableResolver } from '../src/gateway/resolve.ts';
+import { localKeys, TokenVerifier } from '../src/gateway/token.ts';
+import { createLogger } from '../src/runtime/logger.ts';
+import { loadPublicJwks } from '../src/server/keys/index.ts';
+import { openPglite } from '../src/store/pglite.ts';
+import { sourcesOf, yaml } from '../test/policy/support.ts';
+import { basic, GATEWAY, requestToken, startAuthServer } from '../test/server/provider/support.ts';
+import {
+  type Role,
+  type ServeMessage,
+  UNCACHED_TOKENS,
+  UPSTREAM_BODY_BYTES,
+  UPSTREAM_HOST,
+  UPSTREAM_PATH,
+} from './gateway-wire.ts';
+
+const AGENT = 'bench-agent';
+const SECRET = 'bench-agent-secret-used-only-in-the-benchmark';
+const SECRET_ENV = 'BENCH_GATEWAY_AGENT_SECRET';
+
+function listen(server: http.Server): Promise<number> {
+  server.listen(0, '127.0.0.1');
+  return once(server, 'listening').then(() => (server.address() as AddressInfo).port);
+}
+
+function send(message: ServeMessage): void {
+  process.send?.(message);
+}
+
+// ---------------------------------------------------------------- upstream
+
+async function serveUpstream(): Promise<() => Promise<void>> {
+  const body = Buffer.alloc(UPSTREAM_BODY_BYTES, 'x');
+  const server = http.createServer((req, res) => {
+    req.resume();
+    res.writeHead(req.url === UPSTREAM_PATH ? 200 : 404, {
+      'content-type': 'text/plain',
+      'content-length': body.length,
+    });
+    res.end(body);
+  });
+  server.keepAliveTimeout = 60_000;
+  const port = await listen(server);
+  send({ kind: 'ready', url: `http://127.0.0.1:${port}` });
+  return () => closeServer(server);
+}
+
+// ---------------------------------------------------------------- bare Node forward proxy
+
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'upgrade'];
+
+function withoutHopByHop(headers: IncomingMessage['headers']): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = { ...headers };
+  for (const name of HOP_BY_HOP) delete out[name];
+  return out;
+}
+
+async function serveBare(): Promise<() => Promise<void>> {
+  const hosts: Record<string, string> = { [UPSTREAM_HOST]: '127.0.0.1' };
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
+  const server = http.createServer((req: IncomingMessage, res: ServerResponse) => {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '');
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
+    const address = hosts[url.hostname];
+    if (url.protocol !== 'http:' || address === undefined) {
+      res.writeHead(403).end();
+      return;
+    }
+    const upstream = http.request(
+      {
+        host: address,
+        port: url.port || 80,
+        method: req.method,
+        path: url.pathname + url.search,
+        headers: withoutHopByHop(req.headers),
+        agent,
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, withoutHopByHop(answer.headers));
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
+    req.pipe(upstream);
+  });
+  server.keepAliveTimeout = 60_000;
+  const port = await listen(server);
+  send({ kind: 'ready', url: `http://127.0.0.1:${port}` });
+  return async () => {
+    await closeServer(server);
+    agent.destroy();
+  };
+}
+
+// ---------------------------------------------------------------- reins
+
+function benchPolicy(upstreamPort: number): Record<string, string> {
+  return {
+    'bench.yaml': yaml(
+      'tenant: bench',
+      'settings:',
+      '  max_token_ttl: 3600',
+      'agents:',
+      `  ${AGENT}:`,
+      `    auth: { method: client_secret_basic, secret_env: ${SECRET_ENV} }`,
+      `    egress: ["GET http://${UPSTREAM_HOST}:${upstreamPort}/"]`,
+      '    token_ttl: 3600',
+    ),
+  };
+}
+
+async function serveReins(upstreamPort: number): Promise<() => Promise<void>> {
+  process.env[SECRET_ENV] = SECRET;
+  const auth = await startAuthServer(
+    { name: 'pglite', open: () => openPglite('memory') },
+    sourcesOf(benchPolicy(upstreamPort)),
+  );
+  const { db } = auth;
+  const log = createLogger('info', pino.destination({ dest: '/dev/null', sync: false }));
+  const live = await LiveState.open(db);
+  const audit = new AuditWriter(db, log);
+  const metrics = gatewayMetrics(new Registry(), () => audit.depth);
+  const opening = parseOpening(`127.0.0.1/32:${upstreamPort}`);
+  if (!opening.ok) throw new Error(opening.error.message);
+  const keys = localKeys(() => loadPublicJwks(db));
+  const verifiers = {
+    cached: new TokenVerifier({ issuer: auth.url, audience: GATEWAY, keys }),
+    uncached: new TokenVerifier({ issuer: auth.url, audience: GATEWAY, keys, maxEntries: 1 }),
+  };
+  const gatewayWith = (verifier: TokenVerifier): Promise<Gateway> =>
+    startGateway({
+      host: '127.0.0.1',
+      port: 0,
+      verifier,
+      live,
+      openings: [opening.opening],
+      resolve: tableResolver({ [UPSTREAM_HOST]: ['127.0.0.1'] }),
+      audit,
+      metrics,
+    });
+  const cached = await gatewayWith(verifiers.cached);
+  const uncached = await gatewayWith(verifiers.uncached);
+
+  const tokens: string[] = [];
+  for (let i = 0; i < UNCACHED_TOKENS; i++) {
+    const { status, body } = await requestToken(
+      auth,
+      { grant_type: 'client_credentials' },
+      basic(AGENT, SECRET),
+    );
+    if (status !== 200) throw new Error(`token endpoint answered ${status}: ${JSON.stringify(body)}`);
+    tokens.push(String(body.access_token));
+  }
+
+  process.on('message', (message: unknown) => {
+    if (message !== 'stats') return;
+    void (async () => {
+      for (let waited = 0; audit.depth > 0 && waited < 10_000; waited += 20) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const { rows } = await db.query<{ n: string | number }>('select count(*) as n from audit_events');
+      send({
+        kind: 'stats',
+        stats: {
+          cached: { hits: verifiers.cached.hits, misses: verifiers.cached.misses },
+          uncached: { hits: verifiers.uncached.hits, misses: verifiers.uncached.misses },
+          auditRows: Number(rows[0]?.n ?? 0),
+        },
+      });
+    })();
+  });
+  send({ kind: 'ready', url: cached.url, uncachedUrl: uncached.url, tokens });
+  return async () => {
+    await cached.close();
+    await uncached.close();
+    await audit.drain();
+    await live.close();
+    await auth.close();
+    log.flush();
+  };
+}
+
+// ---------------------------------------------------------------- child entry
+
+async function closeServer(server: http.Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  await closed;
+}
+
+async function serve(role: Role): Promise<void> {
+  let stop: () => Promise<void>;
+  if (role === 'upstream') stop = await serveUpstream();
+  else if (role === 'bare') stop = await serveBare();
+  else stop = await serveReins(Number(process.env.BENCH_GATEWAY_UPSTREAM_PORT));
+  if (process.connected) await once(process, 'disconnect');
+  await stop();
+}
+
+const role = process.env.BENCH_GATEWAY_SERVE as Role | undefined;
+if (role) {
+  await serve(role).catch((err: unknown) => {
+    send({ kind: 'error', error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    process.exitCode = 1;
+  });
+}

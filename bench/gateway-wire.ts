@@ -1,0 +1,28 @@
+// What bench/gateway and its server processes (bench/gateway-servers.ts) agree on: the upstream's
+// name and path, and the IPC messages. Kept apart so that the load generator's process does not
+// load the gateway, the database and the authorization server it never runs.
+
+export const UPSTREAM_HOST = 'upstream.test';
+export const UPSTREAM_PATH = '/small';
+export const UPSTREAM_BODY_BYTES = 64;
+/** Distinct tokens for the one-entry-cache listener, sent round-robin so consecutive requests differ. */
+export const UNCACHED_TOKENS = 8;
+
+export type Role = 'upstream' | 'bare' | 'reins';
+
+export type ServeMessage =
+  | {
+      readonly kind: 'ready';
+      readonly url: string;
+      readonly uncachedUrl?: string;
+      readonly tokens?: string[];
+    }
+  | { readonly kind: 'stats'; readonly stats: ReinsStats }
+  | { readonly kind: 'error'; readonly error: string };
+
+export interface ReinsStats {
+  readonly cached: { readonly hits: number; readonly misses: number };
+  readonly uncached: { readonly hits: number; readonly misses: number };
+  /** Rows in audit_events once the writer's queue is empty. */
+  readonly auditRows: number;
+}
