@@ -9,8 +9,9 @@
 // - reins: the gateway assembled as `reins serve` runs it (test/gateway/support.ts, plus the
 //   production logger and metrics): PGlite in memory, the authorization server issuing the
 //   tokens, the live state, the audit writer on the same database with its JSON lines written
-//   (to /dev/null), a verified-token cache of the default size. A second listener on the same
-//   state has a one-entry token cache, to show what verifying every token costs.
+//   (to /dev/null), a verified-token cache of the default size. Two more listeners on the same
+//   state: one with a one-entry token cache (every request verifies an ES256 signature), and one
+//   whose audit events go nowhere (an ablation, to show what the audit costs).
 //
 // The child tells its parent what it listens on over IPC, answers `stats`, and stops when the
 // parent disconnects.
@@ -23,7 +24,7 @@ import { parseOpening } from '../src/egress/index.ts';
 import { AuditWriter } from '../src/gateway/audit.ts';
 import { LiveState } from '../src/gateway/live-state.ts';
 import { gatewayMetrics } from '../src/gateway/metrics.ts';
-import { type Gateway, startGateway } from '../src/gateway/proxy.ts';
+import { type Gateway, type GatewayOptions, startGateway } from '../src/gateway/proxy.ts';
 import { tableResolver } from '../src/gateway/resolve.ts';
 import { localKeys, TokenVerifier } from '../src/gateway/token.ts';
 import { createLogger } from '../src/runtime/logger.ts';
@@ -158,7 +159,7 @@ async function serveReins(upstreamPort: number): Promise<() => Promise<void>> {
     cached: new TokenVerifier({ issuer: auth.url, audience: GATEWAY, keys }),
     uncached: new TokenVerifier({ issuer: auth.url, audience: GATEWAY, keys, maxEntries: 1 }),
   };
-  const gatewayWith = (verifier: TokenVerifier): Promise<Gateway> =>
+  const gatewayWith = (verifier: TokenVerifier, sink: GatewayOptions['audit'] = audit): Promise<Gateway> =>
     startGateway({
       host: '127.0.0.1',
       port: 0,
@@ -166,11 +167,13 @@ async function serveReins(upstreamPort: number): Promise<() => Promise<void>> {
       live,
       openings: [opening.opening],
       resolve: tableResolver({ [UPSTREAM_HOST]: ['127.0.0.1'] }),
-      audit,
+      audit: sink,
       metrics,
     });
   const cached = await gatewayWith(verifiers.cached);
   const uncached = await gatewayWith(verifiers.uncached);
+  // The ablation: the same gateway with the audit event dropped (no log line, no row).
+  const unaudited = await gatewayWith(verifiers.cached, { record: () => undefined });
 
   const tokens: string[] = [];
   for (let i = 0; i < UNCACHED_TOKENS; i++) {
@@ -200,10 +203,11 @@ async function serveReins(upstreamPort: number): Promise<() => Promise<void>> {
       });
     })();
   });
-  send({ kind: 'ready', url: cached.url, uncachedUrl: uncached.url, tokens });
+  send({ kind: 'ready', url: cached.url, uncachedUrl: uncached.url, unauditedUrl: unaudited.url, tokens });
   return async () => {
     await cached.close();
     await uncached.close();
+    await unaudited.close();
     await audit.drain();
     await live.close();
     await auth.close();

@@ -15,6 +15,7 @@ export type ServeMessage =
       readonly kind: 'ready';
       readonly url: string;
       readonly uncachedUrl?: string;
+      readonly unauditedUrl?: string;
       readonly tokens?: string[];
     }
   | { readonly kind: 'stats'; readonly stats: ReinsStats }

@@ -162,12 +162,18 @@ async function main(): Promise<void> {
         viaProxy(reins.ready.url, () => bearer[0] ?? {}),
       ),
     ];
-    if (!smoke && reins.ready.uncachedUrl) {
+    // What the token cache and the audit cost: full runs only, to keep smoke short.
+    if (!smoke && reins.ready.uncachedUrl && reins.ready.unauditedUrl) {
       rows.push(
         row(
           'reins, token verified every request',
           reins.pid,
           viaProxy(reins.ready.uncachedUrl, (n) => bearer[n % UNCACHED_TOKENS] ?? {}),
+        ),
+        row(
+          'reins, token cached, audit off (ablation)',
+          reins.pid,
+          viaProxy(reins.ready.unauditedUrl, () => bearer[0] ?? {}),
         ),
       );
     }
@@ -230,7 +236,9 @@ async function main(): Promise<void> {
     );
 
     const stats = await reins.stats();
-    const throughReins = rows.filter((r) => r.name.startsWith('reins')).reduce((n, r) => n + r.sent, 0);
+    const throughReins = rows
+      .filter((r) => r.name.startsWith('reins') && !r.name.includes('audit off'))
+      .reduce((n, r) => n + r.sent, 0);
     const hitRate = (s: { hits: number; misses: number }) =>
       `${((100 * s.hits) / Math.max(1, s.hits + s.misses)).toFixed(1)}% hits`;
     console.log(

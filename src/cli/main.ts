@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { auditCommand } from './audit.ts';
 import { CliError, EXIT } from './failure.ts';
+import { gatewayCommand } from './gateway.ts';
 import { keysCommand } from './keys.ts';
 import { migrateCommand } from './migrate.ts';
 import { policyCommand } from './policy.ts';
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .addCommand(serveCommand())
+    .addCommand(gatewayCommand())
     .addCommand(migrateCommand())
     .addCommand(policyCommand())
     .addCommand(keysCommand())

@@ -46,6 +46,9 @@ export function serveCommand(): Command {
       running = await start(config, log);
     } catch (err) {
       log.flush();
+      if (err instanceof Error && (err as { code?: unknown }).code === 'gateway_config') {
+        throw new CliError(err.message, EXIT.usage);
+      }
       if (err instanceof StartError) {
         for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
         throw new CliError(err.message, EXIT.invalid);

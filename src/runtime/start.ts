@@ -120,3 +120,62 @@ async function applyPolicies(db: Db, dir: string, log: Logger): Promise<ApplyOut
   log.info({ status: outcome.status, version: outcome.version.version }, 'policies loaded');
   return outcome;
 }
+
+export interface RunningGateway {
+  readonly db: Db;
+  readonly admin: AdminServer;
+  readonly gateway: GatewayRuntime;
+  stop(): Promise<void>;
+}
+
+/**
+ * The gateway alone (`reins gateway`), for scaling gateways apart from the server: it shares the
+ * server's database (policies, keys, revocations, audit) and applies nothing itself — the
+ * server, or `reins policy apply`, does.
+ */
+export async function startGatewayOnly(config: Config, log: Logger): Promise<RunningGateway> {
+  const db = await openDb({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    onBackgroundError: (err) => log.warn({ err }, 'database connection problem'),
+  });
+  try {
+    await migrate(db);
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+    const gateway = await startGatewayRuntime(config, db, log, registry);
+    const admin = await startAdmin({
+      host: config.host,
+      port: config.adminPort,
+      registry,
+      checks: {
+        database: async () => {
+          await db.query('select 1');
+          return { ok: true };
+        },
+        gateway: async () =>
+          gateway.live.healthy && gateway.live.policy.version !== null
+            ? { ok: true, detail: `policy version ${gateway.live.policy.version}` }
+            : { ok: false, detail: 'no applied policy, or the state could not be refreshed' },
+      },
+    }).catch(async (err) => {
+      await gateway.close();
+      throw err;
+    });
+    log.info({ gateway: gateway.url, admin: admin.url, backend: db.backend }, 'gateway is ready');
+    return {
+      db,
+      admin,
+      gateway,
+      stop: async () => {
+        await gateway.close();
+        await admin.close();
+        await db.close();
+        log.info('stopped');
+      },
+    };
+  } catch (err) {
+    await db.close().catch(() => {});
+    throw err;
+  }
+}
