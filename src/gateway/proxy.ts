@@ -70,6 +70,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const now = options.now ?? (() => new Date());
   const upstreams = upstreamAgents(options.upstreamCa);
   const bound = new Set<Bound>();
+  // Back-pressure from the audit writer: while its queue is full, new requests wait for room
+  // before they are decided (a decision that could not be audited must not be taken).
+  let auditPressure: Promise<void> | undefined;
+  const auditRoom = async () => {
+    while (auditPressure !== undefined) await auditPressure;
+  };
   const tunnelsByJti = new Map<string, number>();
 
   const server = http.createServer({
@@ -124,6 +130,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }
 
   async function onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    await auditRoom();
     const started = performance.now();
     const requestId = randomUUID();
     res.setHeader(REQUEST_ID_HEADER, requestId);
@@ -228,6 +235,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }
 
   async function onConnect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    await auditRoom();
     const started = performance.now();
     const requestId = randomUUID();
     const auth = await authenticate(options, headerValues(req, 'proxy-authorization'));
@@ -414,9 +422,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       bytesOut: extra.bytesOut ?? 0,
       durationMs: performance.now() - started,
     };
-    // Back-pressure: the writer answers a promise when its queue is full; the event is queued
-    // either way and never dropped.
-    void options.audit.record(event);
+    // The event is queued either way and never dropped; a promise means the queue is full.
+    const full = options.audit.record(event);
+    if (full !== undefined && auditPressure === undefined) {
+      auditPressure = full.finally(() => {
+        auditPressure = undefined;
+      });
+    }
   }
 
   await new Promise<void>((resolve, reject) => {
