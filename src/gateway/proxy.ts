@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo, type Socket } from 'node:net';
+import { type SecureContext, TLSSocket } from 'node:tls';
 import { formatAddress } from '../egress/address.ts';
 import type { AuditEvent } from './audit.ts';
 import { authenticate, type CheckContext, judge, type Verdict } from './check.ts';
@@ -21,6 +22,17 @@ import {
   responseHeaders,
   upstreamAgents,
 } from './forward.ts';
+import {
+  attachTunnel,
+  firstBytes,
+  type InterceptMode,
+  type Interceptor,
+  looksLikeTls,
+  namesTunnelHost,
+  replayed,
+  type Tunnel,
+  tunnelOf,
+} from './inspect.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { readAbsoluteTarget, readConnectTarget, type TargetRead } from './request-target.ts';
 import type { TokenFacts } from './token.ts';
@@ -35,6 +47,10 @@ export interface GatewayOptions extends CheckContext {
   readonly upstreamCa?: string;
   readonly limits?: Partial<GatewayLimits>;
   readonly now?: () => Date;
+  /** REINS_GATEWAY_INTERCEPT: which CONNECT tunnels are inspected (default auto). */
+  readonly intercept?: InterceptMode;
+  /** Certificates for inspected TLS tunnels; without it no tunnel is inspected. */
+  readonly interceptor?: Interceptor;
 }
 
 export interface GatewayLimits {
@@ -86,6 +102,21 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // The absolute-form target names the host; a Host header, when sent, must agree with it
     // (request-target.ts). Node would otherwise answer 400 itself, without a reason.
     requireHostHeader: false,
+  });
+  // Requests inside inspected tunnels: the same limits, fed one tunnel at a time.
+  const inner = http.createServer({
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: 0,
+    keepAliveTimeout: limits.idleTimeoutMs,
+    requireHostHeader: false,
+  });
+  inner.on('clientError', (_err, socket) => socket.destroy());
+  inner.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    onInnerRequest(req, res).catch(() => {
+      if (!res.headersSent) sendJson(res, 502, { error: 'upstream_error', reason: 'internal' });
+      else res.destroy();
+    });
   });
   server.on('connection', (socket: Socket) => {
     socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
@@ -174,6 +205,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     verdict: Extract<Verdict, { verdict: 'allow' }>,
     requestId: string,
     started: number,
+    inspected = false,
   ): Promise<void> {
     const { target } = read;
     const tls = target.scheme === 'https';
@@ -191,7 +223,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       servername: tls && target.host.kind === 'name' ? target.host.name : undefined,
       timeout: limits.upstreamTimeoutMs,
     });
-    const extra = { address: verdict.address, rule: verdict.rule };
+    const extra = { address: verdict.address, rule: verdict.rule, inspected };
     upstream.on('timeout', () =>
       upstream.destroy(Object.assign(new Error('timeout'), { code: 'UPSTREAM_TIMEOUT' })),
     );
@@ -279,6 +311,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       }
     }
     options.metrics?.decisionSeconds.observe((performance.now() - started) / 1000);
+    const mode = options.intercept ?? 'auto';
+    const partial = verdict.verdict === 'deny' && verdict.reason === 'connect_needs_whole_origin';
+    const inspect = (partial && mode !== 'never') || (verdict.verdict === 'allow' && mode === 'always');
+    if (inspect && options.interceptor !== undefined) {
+      await openInspected(socket, head, facts, read, requestId, started, options.interceptor);
+      return;
+    }
     if (verdict.verdict === 'deny') {
       writeRaw(socket, 403, 'Forbidden', denial(verdict, read, requestId));
       record(requestId, facts, read, 'denied', verdict.reason, 403, started, { address: verdict.address });
@@ -361,6 +400,142 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     });
   }
 
+  /**
+   * Answers 200 and reads what the client sends: TLS is terminated with a certificate for the
+   * CONNECT host, anything else is read as HTTP; every request inside is then checked by
+   * onInnerRequest. No upstream is dialled until a request inside is allowed.
+   */
+  async function openInspected(
+    socket: Socket,
+    head: Buffer,
+    facts: TokenFacts,
+    read: Extract<TargetRead, { ok: true }>,
+    requestId: string,
+    started: number,
+    interceptor: Interceptor,
+  ): Promise<void> {
+    const host = read.target.host;
+    const tunnel: Tunnel = {
+      facts,
+      target: read.target,
+      authority: read.authority,
+      certificateHost: host.kind === 'name' ? host.name : formatAddress(host.bytes),
+      requestId,
+    };
+    const entry: Bound = { facts, sockets: [socket] };
+    bound.add(entry);
+    options.metrics?.tunnels.inc();
+    socket.once('close', () => {
+      bound.delete(entry);
+      options.metrics?.tunnels.dec();
+    });
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    record(requestId, facts, read, 'allowed', null, 200, started, { inspected: true });
+    const first = await firstBytes(socket, head);
+    if (first === null) return;
+    const stream = replayed(socket, first);
+    if (!looksLikeTls(first)) {
+      attachTunnel(stream, tunnel);
+      inner.emit('connection', stream);
+      return;
+    }
+    let context: SecureContext;
+    try {
+      context = await interceptor.secureContextFor(tunnel.certificateHost);
+    } catch {
+      socket.destroy();
+      return;
+    }
+    const tls = new TLSSocket(stream as unknown as Socket, {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: ['http/1.1'],
+      // The SNI must name the CONNECT host (threat: a tunnel to a granted origin used to reach
+      // another, e.g. domain fronting). No SNI at all (an address, an old client) is accepted:
+      // every Host inside is still checked.
+      SNICallback: (servername, callback) => {
+        if (namesTunnelHost(tunnel, servername)) {
+          callback(null, context);
+          return;
+        }
+        record(randomUUID(), facts, read, 'denied', 'sni_mismatch', null, performance.now(), {
+          inspected: true,
+        });
+        callback(new Error('the SNI does not name the CONNECT host'), undefined);
+      },
+    });
+    tls.on('error', () => socket.destroy());
+    entry.sockets.push(tls as unknown as Socket);
+    attachTunnel(tls, tunnel);
+    inner.emit('connection', tls);
+  }
+
+  /** One request inside an inspected tunnel: the tunnel's token, the tunnel's origin only. */
+  async function onInnerRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const tunnel = tunnelOf(req.socket);
+    if (tunnel === undefined) {
+      req.socket.destroy();
+      return;
+    }
+    await auditRoom();
+    const started = performance.now();
+    const requestId = randomUUID();
+    res.setHeader(REQUEST_ID_HEADER, requestId);
+    const { facts } = tunnel;
+    const scheme = (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http';
+    if (options.live.isRevoked(facts.jti) || facts.exp <= Math.floor(now().getTime() / 1000)) {
+      req.socket.destroy();
+      return;
+    }
+    const hosts = headerValues(req, 'host');
+    const url = req.url ?? '';
+    const absolute = /^https?:\/\//i.test(url);
+    const named = absolute ? [url.replace(/^https?:\/\/([^/?#]*).*$/is, '$1'), ...hosts] : hosts;
+    if (named.some((h) => !namesTunnelHost(tunnel, stripPort(h)))) {
+      req.resume();
+      const body = {
+        error: 'egress_denied',
+        reason: 'sni_mismatch',
+        destination: tunnel.authority,
+        request_id: requestId,
+      };
+      sendJson(res, 403, body);
+      record(requestId, facts, null, 'denied', 'sni_mismatch', 403, started, { inspected: true });
+      return;
+    }
+    // Always the tunnel's own origin: an absolute-form target inside names its host (checked
+    // above) but never picks another scheme or port.
+    const path = absolute ? url.replace(/^https?:\/\/[^/?#]*/i, '') : url;
+    const read = readAbsoluteTarget(
+      req.method ?? '',
+      `${scheme}://${tunnel.authority}${path.startsWith('/') ? path : `/${path}`}`,
+      [],
+    );
+    if (!read.ok) {
+      req.resume();
+      sendJson(res, 400, {
+        error: 'bad_request',
+        reason: read.reason,
+        detail: read.detail,
+        request_id: requestId,
+      });
+      record(requestId, facts, null, 'denied', read.reason, 400, started, { inspected: true });
+      return;
+    }
+    const verdict = await judge(options, facts, read.target, false);
+    options.metrics?.decisionSeconds.observe((performance.now() - started) / 1000);
+    if (verdict.verdict === 'deny') {
+      req.resume();
+      sendJson(res, 403, denial(verdict, read, requestId));
+      record(requestId, facts, read, 'denied', verdict.reason, 403, started, {
+        address: verdict.address,
+        inspected: true,
+      });
+      return;
+    }
+    await forward(req, res, facts, read, verdict, requestId, started, true);
+  }
+
   /** Keep-alive connections belong to the token of their latest request. */
   function bindSocket(socket: Socket, facts: TokenFacts): void {
     const existing = (socket as Socket & { reinsBound?: Bound }).reinsBound;
@@ -382,7 +557,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     reason: string | null,
     status: number | null,
     started: number,
-    extra: { address?: string; rule?: string; bytesIn?: number; bytesOut?: number } = {},
+    extra: { address?: string; rule?: string; bytesIn?: number; bytesOut?: number; inspected?: boolean } = {},
   ): void {
     const target = read?.ok ? read.target : null;
     const outcome =
@@ -416,7 +591,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       reason,
       matchedRule: extra.rule ?? null,
       resolvedAddress: extra.address ?? null,
-      inspected: false,
+      inspected: extra.inspected ?? false,
       status,
       bytesIn: extra.bytesIn ?? 0,
       bytesOut: extra.bytesOut ?? 0,
@@ -449,6 +624,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       server.closeIdleConnections();
       for (const entry of bound) for (const socket of entry.sockets) socket.destroy();
       server.closeAllConnections();
+      inner.closeAllConnections();
       await closed;
       upstreams.http.destroy();
       upstreams.https.destroy();
@@ -507,4 +683,12 @@ function writeRaw(
     ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
   ];
   socket.end(`${lines.join('\r\n')}\r\n\r\n${json}`);
+}
+
+/** `host[:port]` → host (IPv6 keeps its brackets). */
+function stripPort(authority: string): string {
+  const text = authority.trim();
+  if (text.startsWith('[')) return text.slice(0, text.indexOf(']') + 1);
+  const colon = text.lastIndexOf(':');
+  return colon < 0 ? text : text.slice(0, colon);
 }

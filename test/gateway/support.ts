@@ -8,6 +8,7 @@ import { type JWK, SignJWT } from 'jose';
 import pino from 'pino';
 import { parseOpening } from '../../src/egress/index.ts';
 import { AuditWriter } from '../../src/gateway/audit.ts';
+import type { InterceptMode, Interceptor } from '../../src/gateway/inspect.ts';
 import { LiveState } from '../../src/gateway/live-state.ts';
 import { type Gateway, startGateway } from '../../src/gateway/proxy.ts';
 import { tableResolver } from '../../src/gateway/resolve.ts';
@@ -92,7 +93,7 @@ export async function startUpstream(): Promise<Upstream> {
  * gateway must still refuse (loopback and metadata literals on ports nobody opened, a name that
  * resolves privately). globex owns owned.globex.test and federates nothing.
  */
-export function gatewayPolicy(port: number): Record<string, string> {
+export function gatewayPolicy(port: number, extraEgress: readonly string[] = []): Record<string, string> {
   return {
     'acme.yaml': yaml(
       'tenant: acme',
@@ -111,6 +112,7 @@ export function gatewayPolicy(port: number): Record<string, string> {
       '      - http://127.0.0.0/8/',
       '      - https://127.0.0.0/8/',
       '      - http://169.254.169.254/',
+      ...extraEgress.map((rule) => `      - "${rule}"`),
       '    token_ttl: 300',
     ),
     'globex.yaml': yaml('tenant: globex', 'owns:', `  - http://owned.globex.test:${port}/`),
@@ -132,10 +134,23 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(backend: TestBackend): Promise<Harness> {
+export interface HarnessOptions {
+  /** More rules for `worker`, given the HTTP upstream's port. */
+  readonly extraEgress?: (port: number) => readonly string[];
+  /** More names for the resolver. */
+  readonly hosts?: Readonly<Record<string, readonly string[]>>;
+  /** More operator openings (e.g. another upstream's port). */
+  readonly openings?: readonly string[];
+  readonly intercept?: InterceptMode;
+  readonly interceptor?: Interceptor;
+  readonly upstreamCa?: string;
+}
+
+export async function startHarness(backend: TestBackend, options: HarnessOptions = {}): Promise<Harness> {
   process.env[WORKER_ENV] = WORKER_SECRET;
   const upstream = await startUpstream();
-  const auth = await startAuthServer(backend, sourcesOf(gatewayPolicy(upstream.port)));
+  const extra = options.extraEgress?.(upstream.port) ?? [];
+  const auth = await startAuthServer(backend, sourcesOf(gatewayPolicy(upstream.port, extra)));
   const { db } = auth;
   const live = await LiveState.open(db, { pollMs: 100 });
   const audit = new AuditWriter(db, pino({ level: 'silent' }));
@@ -144,22 +159,29 @@ export async function startHarness(backend: TestBackend): Promise<Harness> {
     audience: GATEWAY,
     keys: localKeys(() => loadPublicJwks(db)),
   });
-  const opening = parseOpening(`127.0.0.1/32:${upstream.port}`);
-  if (!opening.ok) throw new Error(opening.error.message);
+  const openings = [`127.0.0.1/32:${upstream.port}`, ...(options.openings ?? [])].map((text) => {
+    const parsed = parseOpening(text);
+    if (!parsed.ok) throw new Error(parsed.error.message);
+    return parsed.opening;
+  });
   const gateway = await startGateway({
     host: '127.0.0.1',
     port: 0,
     verifier,
     live,
-    openings: [opening.opening],
+    openings,
     resolve: tableResolver({
       'api.test': ['127.0.0.1'],
       'whole.test': ['127.0.0.1'],
       'removable.test': ['127.0.0.1'],
       'internal.test': ['10.0.0.5'],
       'owned.globex.test': ['127.0.0.1'],
+      ...options.hosts,
     }),
     audit,
+    intercept: options.intercept,
+    interceptor: options.interceptor,
+    upstreamCa: options.upstreamCa,
   });
   const signing = (await loadKeys(db, undefined)).signing[0];
   if (signing === undefined) throw new Error('no signing key');

@@ -1,0 +1,270 @@
+// Inspected tunnels: a CONNECT to an origin the token grants only in part is answered 200 and
+// every request inside is checked — over TLS terminated with the interception CA, or plain HTTP.
+// Real clients (curl, Node fetch) against an HTTPS upstream with its own CA.
+import { execFile } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { revokeTree } from '../../src/server/provider/ledger.ts';
+import { testBackends } from '../support/db.ts';
+import { auditRow, type Harness, startHarness } from './support.ts';
+import {
+  type HttpsUpstream,
+  makeCa,
+  startHttpsUpstream,
+  type TestCa,
+  testInterceptor,
+} from './tls-support.ts';
+
+const run = promisify(execFile);
+
+describe.each(testBackends())('inspected tunnels on $name', (backend) => {
+  let h: Harness;
+  let token: string;
+  let upstream: HttpsUpstream;
+  let interception: TestCa;
+  let caFile: string;
+  let secure: string;
+
+  beforeAll(async () => {
+    const upstreamCa = await makeCa('upstream test CA');
+    interception = await makeCa('interception test CA');
+    upstream = await startHttpsUpstream(upstreamCa, 'secure.test');
+    const u = upstream.port;
+    h = await startHarness(backend, {
+      extraEgress: () => [`GET,POST https://secure.test:${u}/v1/`, `https://whole-tls.test:${u}/`],
+      hosts: { 'secure.test': ['127.0.0.1'], 'whole-tls.test': ['127.0.0.1'] },
+      openings: [`127.0.0.1/32:${u}`],
+      interceptor: testInterceptor(interception),
+      upstreamCa: upstreamCa.certPem,
+    });
+    token = await h.workerToken();
+    caFile = join(tmpdir(), `reins-interception-${process.pid}-${backend.name}.pem`);
+    writeFileSync(caFile, interception.certPem);
+    secure = `https://secure.test:${u}`;
+  });
+  afterAll(async () => {
+    await h?.close();
+    await upstream?.close();
+    rmSync(caFile, { force: true });
+  });
+
+  async function curl(args: string[]): Promise<{ status: number; body: string }> {
+    const { stdout } = await run('curl', [
+      '-s',
+      '--proxy',
+      h.proxyUrl,
+      '--proxy-header',
+      `Proxy-Authorization: Bearer ${token}`,
+      '--cacert',
+      caFile,
+      '-w',
+      '\n%{http_code}',
+      ...args,
+    ]);
+    const at = stdout.lastIndexOf('\n');
+    return { status: Number(stdout.slice(at + 1)), body: stdout.slice(0, at) };
+  }
+
+  it('lets curl POST on a granted path over TLS, with the body intact both ways and no proxy credentials upstream', async () => {
+    const { status, body } = await curl(['--data-binary', 'inspected body', `${secure}/v1/charges`]);
+    expect(status).toBe(200);
+    expect(body).toBe('inspected body');
+  });
+
+  it('answers 403 inside the tunnel for another path and another method, and keeps the connection usable', async () => {
+    // One curl, one connection, three requests.
+    const { stdout } = await run('curl', [
+      '-s',
+      '--proxy',
+      h.proxyUrl,
+      '--proxy-header',
+      `Proxy-Authorization: Bearer ${token}`,
+      '--cacert',
+      caFile,
+      '-w',
+      '%{http_code}\n',
+      `${secure}/v2/admin`,
+      '-o',
+      '/dev/null',
+      '--next',
+      '--proxy',
+      h.proxyUrl,
+      '--proxy-header',
+      `Proxy-Authorization: Bearer ${token}`,
+      '--cacert',
+      caFile,
+      '-X',
+      'DELETE',
+      '-w',
+      '%{http_code}\n',
+      `${secure}/v1/charges/1`,
+      '-o',
+      '/dev/null',
+      '--next',
+      '--proxy',
+      h.proxyUrl,
+      '--proxy-header',
+      `Proxy-Authorization: Bearer ${token}`,
+      '--cacert',
+      caFile,
+      '-w',
+      '%{http_code} %{num_connects}\n',
+      `${secure}/v1/ok`,
+      '-o',
+      '/dev/null',
+    ]);
+    const lines = stdout.trim().split('\n');
+    expect(lines[0]).toBe('403');
+    expect(lines[1]).toBe('403');
+    // The third request reused the tunnel: no new connection.
+    expect(lines[2]).toBe('200 0');
+  });
+
+  it('says why inside the tunnel, and audits every inner request as inspected', async () => {
+    const denied = await curl([`${secure}/v2/admin`]);
+    expect(denied.status).toBe(403);
+    const body = JSON.parse(denied.body) as Record<string, unknown>;
+    expect(body).toMatchObject({ error: 'egress_denied', reason: 'path_not_allowed' });
+    const row = await auditRow(h, String(body.request_id));
+    expect(row).toMatchObject({
+      decision: 'denied',
+      reason: 'path_not_allowed',
+      inspected: true,
+      path: '/v2/admin',
+    });
+    const method = await curl(['-X', 'DELETE', `${secure}/v1/x`]);
+    expect(JSON.parse(method.body)).toMatchObject({ reason: 'method_not_allowed' });
+  });
+
+  it('lets Node fetch through, trusting the interception CA by NODE_EXTRA_CA_CERTS', async () => {
+    const script = `fetch("${secure}/v1/from-fetch", { method: "POST", body: "fetched" }).then(async (r) => process.stdout.write(r.status + " " + await r.text()))`;
+    const { stdout } = await run(process.execPath, ['-e', script], {
+      env: {
+        ...process.env,
+        NODE_USE_ENV_PROXY: '1',
+        HTTPS_PROXY: `http://agent:${token}@127.0.0.1:${h.gateway.port}`,
+        NODE_EXTRA_CA_CERTS: caFile,
+      },
+    });
+    expect(stdout).toBe('200 fetched');
+  });
+
+  it('refuses a ClientHello whose SNI names another host', async () => {
+    const socket = net.connect(h.gateway.port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(
+      `CONNECT secure.test:${upstream.port} HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
+    );
+    const established = await new Promise<string>((resolve) =>
+      socket.once('data', (d) => resolve(d.toString())),
+    );
+    expect(established).toMatch(/^HTTP\/1\.1 200/);
+    const outcome = await new Promise<string>((resolve) => {
+      const client = tls.connect({ socket, servername: 'elsewhere.test', ca: interception.certPem });
+      client.once('secureConnect', () => resolve('connected'));
+      client.once('error', (err) => resolve(`refused: ${err.message}`));
+    });
+    expect(outcome).toMatch(/^refused/);
+  });
+
+  it('checks plain HTTP inside a CONNECT tunnel request by request', async () => {
+    const port = h.upstream.port;
+    const socket = net.connect(h.gateway.port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(`CONNECT api.test:${port} HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`);
+    const established = await new Promise<string>((resolve) =>
+      socket.once('data', (d) => resolve(d.toString())),
+    );
+    expect(established).toMatch(/^HTTP\/1\.1 200/);
+    let text = '';
+    socket.on('data', (d) => {
+      text += d.toString();
+    });
+    socket.write(`GET /v1/plain HTTP/1.1\r\nHost: api.test:${port}\r\n\r\n`);
+    socket.write(`GET /v2/plain HTTP/1.1\r\nHost: api.test:${port}\r\n\r\n`);
+    socket.write(`GET /v1/plain HTTP/1.1\r\nHost: evil.test:${port}\r\nConnection: close\r\n\r\n`);
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    // Bodies are not newline-terminated: the next status line follows the JSON directly.
+    const statuses = [...text.matchAll(/HTTP\/1\.1 ([0-9]{3}) /g)].map((m) => m[1]);
+    expect(statuses, text).toEqual(['200', '403', '403']);
+    expect(text).toContain('"reason":"path_not_allowed"');
+    expect(text).toContain('"reason":"sni_mismatch"');
+  });
+
+  it('keeps a whole-origin grant a plain tunnel: the client sees the upstream’s own certificate', async () => {
+    const socket = net.connect(h.gateway.port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(
+      `CONNECT whole-tls.test:${upstream.port} HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
+    );
+    await new Promise<string>((resolve) => socket.once('data', (d) => resolve(d.toString())));
+    const issuer = await new Promise<string>((resolve, reject) => {
+      const client = tls.connect({ socket, servername: 'secure.test', rejectUnauthorized: false });
+      client.once('secureConnect', () => {
+        resolve(String(client.getPeerCertificate().issuer.CN));
+        client.destroy();
+      });
+      client.once('error', reject);
+    });
+    expect(issuer).toBe('upstream test CA');
+  });
+
+  it('closes an open inspected tunnel within a second of its token’s revocation', async () => {
+    const own = await h.workerToken();
+    const socket = net.connect(h.gateway.port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(
+      `CONNECT secure.test:${upstream.port} HTTP/1.1\r\nProxy-Authorization: Bearer ${own}\r\n\r\n`,
+    );
+    await new Promise<string>((resolve) => socket.once('data', (d) => resolve(d.toString())));
+    const client = tls.connect({ socket, servername: 'secure.test', ca: interception.certPem });
+    await new Promise<void>((resolve, reject) => {
+      client.once('secureConnect', () => resolve());
+      client.once('error', reject);
+    });
+    const closed = new Promise<number>((resolve) => client.once('close', () => resolve(Date.now())));
+    client.on('error', () => {});
+    const jti = JSON.parse(Buffer.from(String(own.split('.')[1]), 'base64url').toString()).jti;
+    const revokedAt = Date.now();
+    await revokeTree(h.auth.db, jti, 'test');
+    expect((await closed) - revokedAt).toBeLessThan(1_000);
+  });
+});
+
+describe('REINS_GATEWAY_INTERCEPT=never', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    const [pglite] = testBackends();
+    if (pglite === undefined) throw new Error('no PGlite');
+    h = await startHarness(pglite, {
+      intercept: 'never',
+      interceptor: testInterceptor(await makeCa('unused')),
+    });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('refuses partly granted origins with connect_needs_whole_origin', async () => {
+    const token = await h.workerToken();
+    const answer = await new Promise<string>((resolve) => {
+      const socket = net.connect(h.gateway.port, '127.0.0.1', () =>
+        socket.write(
+          `CONNECT api.test:${h.upstream.port} HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
+        ),
+      );
+      let text = '';
+      socket.on('data', (d) => {
+        text += d.toString();
+      });
+      socket.on('close', () => resolve(text));
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 403/);
+    expect(answer).toContain('"reason":"connect_needs_whole_origin"');
+  });
+});
