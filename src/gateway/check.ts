@@ -54,15 +54,19 @@ export type Verdict =
       readonly address?: string;
     };
 
-/** decide(), resolving the name once when the token allows it. */
-export async function judge(
-  ctx: CheckContext,
-  facts: TokenFacts,
-  target: Target,
-  connect: boolean,
-): Promise<Verdict> {
+/**
+ * Whether an open tunnel's grant still holds after a change (a policy apply that removed the
+ * destination, a new owner, a quarantine): decide() again, without a new lookup; the address was
+ * checked when the tunnel opened.
+ */
+export function tunnelStillAllowed(ctx: CheckContext, facts: TokenFacts, target: Target): boolean {
+  const decision = decide(decisionInput(ctx, facts, target, true));
+  return decision.verdict !== 'deny';
+}
+
+function decisionInput(ctx: CheckContext, facts: TokenFacts, target: Target, connect: boolean) {
   const policy = ctx.live.policy;
-  const input = {
+  return {
     token: { tenant: facts.tenant, agent: facts.agent, egress: facts.egress },
     registration: policy.registration(facts.tenant, facts.agent) ?? null,
     quarantined: ctx.live.isQuarantined(facts.tenant, facts.agent),
@@ -72,6 +76,16 @@ export async function judge(
     connect,
     openings: ctx.openings,
   };
+}
+
+/** decide(), resolving the name once when the token allows it. */
+export async function judge(
+  ctx: CheckContext,
+  facts: TokenFacts,
+  target: Target,
+  connect: boolean,
+): Promise<Verdict> {
+  const input = decisionInput(ctx, facts, target, connect);
   let decision: Decision = decide(input);
   if (decision.verdict === 'resolve') {
     // Resolve once; the answers are checked and the checked one is dialled (no second lookup:

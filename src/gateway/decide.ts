@@ -188,10 +188,12 @@ function ownershipOf(
       federated !== null && (findMatch(federated, owned) !== null || findMatch(federated, asked) !== null);
     return isFederated ? 'clear' : 'owned';
   }
-  const ownedHere = originRules(owner.owns, owned);
+  // A tunnel carries any protocol: an owner's claim on host and port holds whatever scheme its
+  // rule names (threat: CONNECT as `http` to an owner's `https` service on the same port).
+  const ownedHere = tunnelRules(owner.owns, owned);
   if (ownedHere.length === 0) return 'clear';
   const federatedHere =
-    federated === null ? [] : [...originRules(federated, owned), ...originRules(federated, asked)];
+    federated === null ? [] : [...tunnelRules(federated, owned), ...tunnelRules(federated, asked)];
   if (federatedHere.some(isWhole)) return 'clear';
   return ownedHere.some(isWhole) && federatedHere.length === 0 ? 'owned' : 'shared';
 }
@@ -302,6 +304,11 @@ function originRules(set: RuleSet, target: Target): Rule[] {
     (rule) =>
       rule.scheme === target.scheme && rule.port === target.port && hostMatches(rule.host, target.host),
   );
+}
+
+/** The rules of a set that name the target's host and port, whatever their scheme, methods and path. */
+function tunnelRules(set: RuleSet, target: Target): Rule[] {
+  return set.rules.filter((rule) => rule.port === target.port && hostMatches(rule.host, target.host));
 }
 
 /** Any method, path `/`: the rule grants its origin whole. */

@@ -5,6 +5,8 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { rootCertificates } from 'node:tls';
+import { formatAddress } from '../egress/address.ts';
+import { DEFAULT_PORTS, type Target } from '../egress/index.ts';
 
 /** RFC 9110 §7.6.1 hop-by-hop headers, plus the proxy-only ones. Never forwarded either way. */
 const HOP_BY_HOP = new Set([
@@ -39,25 +41,53 @@ export function upstreamAgents(extraCa: string | undefined): Upstreams {
   };
 }
 
-/** The request's headers without hop-by-hop ones (and those its Connection header names). */
+/**
+ * Headers a client's Connection header may not remove: they frame the message. Threat: request
+ * smuggling. `Connection: content-length` (or a chunked body, whose Transfer-Encoding is
+ * hop-by-hop) would leave a GET's body unframed upstream, where the upstream reads it as a second
+ * request — unchecked, and on a pooled connection shared with other clients.
+ */
+const FRAMING = new Set(['content-length', 'host', 'transfer-encoding']);
+
+/**
+ * The request's headers without hop-by-hop ones (and those its Connection header names), framed
+ * anew: a body of known length keeps its Content-Length; any other body goes chunked.
+ * `host` is the checked, normalised authority, never the client's spelling of it.
+ */
 export function forwardHeaders(
   headers: IncomingHttpHeaders,
   rawHeaders: readonly string[],
-  authority: string,
+  host: string,
   requestId: string,
 ): OutgoingHttpHeaders {
   const named = connectionTokens(headers.connection);
   const out: OutgoingHttpHeaders = {};
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = (rawHeaders[i] as string).toLowerCase();
-    if (HOP_BY_HOP.has(name) || named.has(name) || name === 'host' || name === REQUEST_ID_HEADER) continue;
+    if (HOP_BY_HOP.has(name) || (named.has(name) && !FRAMING.has(name)) || name === 'host') continue;
+    if (name === REQUEST_ID_HEADER) continue;
     const value = rawHeaders[i + 1] as string;
     const existing = out[name];
     out[name] = existing === undefined ? value : ([] as string[]).concat(existing as string, value);
   }
-  out.host = authority;
+  if (headers['transfer-encoding'] !== undefined) {
+    delete out['content-length'];
+    out['transfer-encoding'] = 'chunked';
+  }
+  out.host = host;
   out[REQUEST_ID_HEADER] = requestId;
   return out;
+}
+
+/** The Host header for a checked target: normalised host, port only when not the default. */
+export function hostHeader(target: Target): string {
+  const host = target.host.kind === 'name' ? target.host.name : formatHost(target.host.bytes);
+  return target.port === DEFAULT_PORTS[target.scheme] ? host : `${host}:${target.port}`;
+}
+
+function formatHost(bytes: readonly number[]): string {
+  const text = formatAddress(bytes);
+  return bytes.length === 16 ? `[${text}]` : text;
 }
 
 /** The upstream's response headers, fit to relay to the client. */

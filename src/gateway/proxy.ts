@@ -12,10 +12,12 @@ import https from 'node:https';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { type SecureContext, TLSSocket } from 'node:tls';
 import { formatAddress } from '../egress/address.ts';
+import type { Target } from '../egress/index.ts';
 import type { AuditEvent } from './audit.ts';
-import { authenticate, type CheckContext, judge, type Verdict } from './check.ts';
+import { authenticate, type CheckContext, judge, tunnelStillAllowed, type Verdict } from './check.ts';
 import {
   forwardHeaders,
+  hostHeader,
   isTimeout,
   isTlsError,
   REQUEST_ID_HEADER,
@@ -59,6 +61,7 @@ export interface GatewayLimits {
   readonly idleTimeoutMs: number;
   readonly upstreamTimeoutMs: number;
   readonly tunnelsPerToken: number;
+  readonly maxConnections: number;
 }
 
 const DEFAULT_LIMITS: GatewayLimits = {
@@ -67,6 +70,7 @@ const DEFAULT_LIMITS: GatewayLimits = {
   idleTimeoutMs: 60_000,
   upstreamTimeoutMs: 30_000,
   tunnelsPerToken: 128,
+  maxConnections: 20_000,
 };
 
 export interface Gateway {
@@ -79,6 +83,8 @@ export interface Gateway {
 interface Bound {
   facts: TokenFacts;
   readonly sockets: Socket[];
+  /** A plain tunnel's destination: re-decided when the policy changes. */
+  readonly tunnel?: Target;
 }
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
@@ -118,6 +124,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       else res.destroy();
     });
   });
+  // A ceiling on open client connections: past it, new ones are refused by the kernel backlog
+  // rather than exhausting the process.
+  server.maxConnections = limits.maxConnections;
   server.on('connection', (socket: Socket) => {
     socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
     socket.on('error', () => {});
@@ -142,17 +151,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   // Tokens die while connections live: revoked, expired, or the agent quarantined. Close what
   // they hold within a second (the sweep) or at once (the change feed).
-  const unsubscribe = options.live.onChange(() => sweep());
+  const unsubscribe = options.live.onChange((change) => sweep(change.kind === 'policy'));
   const sweeper = setInterval(sweep, 250);
   sweeper.unref();
-  function sweep(): void {
+  function sweep(recheckTunnels = false): void {
     const nowSeconds = Math.floor(now().getTime() / 1000);
     for (const entry of bound) {
       const { facts } = entry;
       if (
         facts.exp <= nowSeconds ||
         options.live.isRevoked(facts.jti) ||
-        options.live.isQuarantined(facts.tenant, facts.agent)
+        options.live.isQuarantined(facts.tenant, facts.agent) ||
+        // A policy apply that removes a destination (or makes it another tenant's) ends the
+        // tunnels to it too, not only new requests.
+        (recheckTunnels && entry.tunnel !== undefined && !tunnelStillAllowed(options, facts, entry.tunnel))
       ) {
         for (const socket of entry.sockets) socket.destroy();
         bound.delete(entry);
@@ -174,6 +186,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
     const { facts } = auth;
     bindSocket(req.socket, facts);
+    // This request's own binding too: a pipelined request with another token rebinds the
+    // connection, and must not keep this one's response streaming after its token dies.
+    const inFlight: Bound = { facts, sockets: [req.socket] };
+    bound.add(inFlight);
+    res.once('close', () => bound.delete(inFlight));
     const read = readAbsoluteTarget(req.method ?? '', req.url ?? '', headerValues(req, 'host'));
     if (!read.ok) {
       req.resume();
@@ -217,53 +234,84 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       port: target.port,
       method: req.method,
       path: read.forwardPath,
-      headers: forwardHeaders(req.headers, req.rawHeaders, read.authority, requestId),
+      headers: forwardHeaders(req.headers, req.rawHeaders, hostHeader(target), requestId),
       agent: tls ? upstreams.https : upstreams.http,
       // Verify the certificate against the name the client asked for, not the address dialled.
       servername: tls && target.host.kind === 'name' ? target.host.name : undefined,
       timeout: limits.upstreamTimeoutMs,
     });
-    const extra = { address: verdict.address, rule: verdict.rule, inspected };
+    // Exactly one audit row per forwarded request, written when the exchange ends however it
+    // ends (finished, upstream failure, client gone): an allowed request never goes unrecorded.
+    let status: number | null = null;
+    let reason: string | null = null;
+    let recorded = false;
+    const finish = () => {
+      if (recorded) return;
+      recorded = true;
+      record(requestId, facts, read, 'allowed', reason, status, started, {
+        address: verdict.address,
+        rule: verdict.rule,
+        inspected,
+        bytesIn,
+        bytesOut,
+      });
+    };
+    res.on('close', () => {
+      if (!res.writableFinished) {
+        upstream.destroy();
+        reason ??= 'client_closed';
+      }
+      finish();
+    });
     upstream.on('timeout', () =>
       upstream.destroy(Object.assign(new Error('timeout'), { code: 'UPSTREAM_TIMEOUT' })),
     );
     upstream.on('error', (err) => {
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      const status = isTimeout(err) ? 504 : 502;
-      const reason = isTlsError(err)
+      reason = isTlsError(err)
         ? 'upstream_tls'
         : isTimeout(err)
           ? 'upstream_timeout'
           : 'upstream_unreachable';
+      if (res.headersSent) {
+        // Mid-answer the client can only be told by a cut connection; a complete answer stands.
+        if (!res.writableEnded) res.destroy();
+        return;
+      }
+      status = isTimeout(err) ? 504 : 502;
       sendJson(res, status, { error: 'upstream_error', reason, request_id: requestId });
-      record(requestId, facts, read, 'allowed', reason, status, started, { ...extra, bytesOut });
     });
     upstream.on('response', (upstreamRes) => {
       options.metrics?.upstreamSeconds.observe({ kind: 'request' }, (performance.now() - dialled) / 1000);
-      res.writeHead(upstreamRes.statusCode ?? 502, responseHeaders(upstreamRes));
+      const code = upstreamRes.statusCode ?? 0;
+      // llhttp accepts any three digits; writeHead throws below 100, and a throw here would take
+      // the process down with it. An upstream that answers nonsense is a bad gateway.
+      if (!Number.isInteger(code) || code < 100 || code > 999) {
+        upstreamRes.destroy();
+        upstream.destroy();
+        reason = 'upstream_invalid';
+        status = 502;
+        sendJson(res, 502, { error: 'upstream_error', reason, request_id: requestId });
+        return;
+      }
+      status = code;
+      try {
+        res.writeHead(code, responseHeaders(upstreamRes));
+      } catch {
+        reason = 'upstream_invalid';
+        upstream.destroy();
+        res.destroy();
+        return;
+      }
       upstreamRes.on('data', (chunk: Buffer) => {
         bytesIn += chunk.length;
       });
-      upstreamRes.pipe(res);
-      upstreamRes.on('end', () => {
-        record(requestId, facts, read, 'allowed', null, upstreamRes.statusCode ?? null, started, {
-          ...extra,
-          bytesIn,
-          bytesOut,
-        });
-      });
       upstreamRes.on('error', () => res.destroy());
+      upstreamRes.pipe(res);
     });
     req.on('data', (chunk: Buffer) => {
       bytesOut += chunk.length;
     });
     req.pipe(upstream);
-    res.on('close', () => {
-      if (!res.writableFinished) upstream.destroy();
-    });
   }
 
   async function onConnect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
@@ -299,15 +347,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       return;
     }
     let verdict = await judge(options, facts, read.target, true);
-    if (verdict.verdict === 'deny') {
+    // CONNECT names no scheme: when no https rule names the origin, an http rule may (Node's
+    // fetch tunnels http:// URLs too). Only then: any other refusal (cross_tenant, a forbidden
+    // address, a partial grant) stands, whatever an http rule for the same port says.
+    if (verdict.verdict === 'deny' && verdict.reason === 'no_matching_rule') {
       const plain = readConnectTarget(req.url ?? '', 'http');
       if (plain.ok) {
-        const second = await judge(options, facts, plain.target, true);
-        // Either scheme's whole-origin grant opens the tunnel; otherwise the more precise refusal.
-        if (second.verdict === 'allow' || verdict.reason === 'no_matching_rule') {
-          read = plain;
-          verdict = second;
-        }
+        read = plain;
+        verdict = await judge(options, facts, plain.target, true);
       }
     }
     options.metrics?.decisionSeconds.observe((performance.now() - started) / 1000);
@@ -335,9 +382,26 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       record(requestId, facts, read, 'denied', 'too_many_tunnels', 429, started);
       return;
     }
+    // The slot is taken now, not once the upstream answers: a burst of CONNECTs must not all
+    // pass the check before any of them counts.
+    tunnelsByJti.set(facts.jti, open + 1);
+    let slotHeld = true;
+    const releaseSlot = () => {
+      if (!slotHeld) return;
+      slotHeld = false;
+      const left = (tunnelsByJti.get(facts.jti) ?? 1) - 1;
+      if (left <= 0) tunnelsByJti.delete(facts.jti);
+      else tunnelsByJti.set(facts.jti, left);
+    };
     const allowed = verdict;
     const dialled = performance.now();
     const upstream = net.connect({ host: allowed.address, port: read.target.port });
+    socket.once('close', () => {
+      if (!opened) {
+        upstream.destroy();
+        releaseSlot();
+      }
+    });
     upstream.setTimeout(limits.upstreamTimeoutMs, () =>
       upstream.destroy(Object.assign(new Error('timeout'), { code: 'UPSTREAM_TIMEOUT' })),
     );
@@ -347,6 +411,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     let bytesOut = head.length;
     upstream.on('error', (err) => {
       if (!opened) {
+        releaseSlot();
         const status = isTimeout(err) ? 504 : 502;
         writeRaw(socket, status, status === 504 ? 'Gateway Timeout' : 'Bad Gateway', {
           error: 'upstream_error',
@@ -361,11 +426,21 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     });
     upstream.on('connect', () => {
       opened = true;
+      // The token may have died while the name resolved and the upstream answered.
+      if (
+        options.live.isRevoked(facts.jti) ||
+        options.live.isQuarantined(facts.tenant, facts.agent) ||
+        facts.exp <= Math.floor(now().getTime() / 1000)
+      ) {
+        releaseSlot();
+        upstream.destroy();
+        socket.destroy();
+        return;
+      }
       upstream.setTimeout(limits.idleTimeoutMs);
       options.metrics?.upstreamSeconds.observe({ kind: 'tunnel' }, (performance.now() - dialled) / 1000);
-      tunnelsByJti.set(facts.jti, (tunnelsByJti.get(facts.jti) ?? 0) + 1);
       options.metrics?.tunnels.inc();
-      const entry: Bound = { facts, sockets: [socket, upstream] };
+      const entry: Bound = { facts, sockets: [socket, upstream], tunnel: readOk.target };
       bound.add(entry);
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       if (head.length > 0) upstream.write(head);
@@ -384,9 +459,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         socket.destroy();
         upstream.destroy();
         bound.delete(entry);
-        const left = (tunnelsByJti.get(facts.jti) ?? 1) - 1;
-        if (left <= 0) tunnelsByJti.delete(facts.jti);
-        else tunnelsByJti.set(facts.jti, left);
+        releaseSlot();
         options.metrics?.tunnels.dec();
         record(requestId, facts, readOk, 'allowed', null, 200, started, {
           address: allowed.address,
@@ -642,6 +715,8 @@ function headerValues(req: IncomingMessage, name: string): string[] {
 
 function answer407(res: ServerResponse, detail: string, requestId: string): void {
   res.setHeader('proxy-authenticate', 'Bearer realm="reins", error="invalid_token"');
+  // No keep-alive for a client without a valid token: it may not hold gateway connections.
+  res.shouldKeepAlive = false;
   sendJson(res, 407, { error: 'invalid_token', error_description: detail, request_id: requestId });
 }
 
