@@ -2,6 +2,7 @@
 // into one line on stderr and an exit code (see failure.ts), never a stack trace.
 import { Command, CommanderError } from 'commander';
 import { auditCommand } from './audit.ts';
+import { caCommand } from './ca.ts';
 import { CliError, EXIT } from './failure.ts';
 import { gatewayCommand } from './gateway.ts';
 import { keysCommand } from './keys.ts';
@@ -10,18 +11,23 @@ import { policyCommand } from './policy.ts';
 import { serveCommand } from './serve.ts';
 
 export function buildProgram(): Command {
-  return new Command('reins')
-    .description(
-      'Identity-bound outbound control for AI agents: an OAuth 2.0 authorization server and a verifying egress gateway.',
-    )
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride()
-    .addCommand(serveCommand())
-    .addCommand(gatewayCommand())
-    .addCommand(migrateCommand())
-    .addCommand(policyCommand())
-    .addCommand(keysCommand())
-    .addCommand(auditCommand());
+  return (
+    new Command('reins')
+      .description(
+        'Identity-bound outbound control for AI agents: an OAuth 2.0 authorization server and a verifying egress gateway.',
+      )
+      .showHelpAfterError('(run with --help for usage)')
+      .exitOverride()
+      // `reins run … -- COMMAND -x`: the command's own options are not reins's (run.ts).
+      .enablePositionalOptions()
+      .addCommand(serveCommand())
+      .addCommand(gatewayCommand())
+      .addCommand(migrateCommand())
+      .addCommand(policyCommand())
+      .addCommand(keysCommand())
+      .addCommand(caCommand())
+      .addCommand(auditCommand())
+  );
 }
 
 /** Runs the command line and returns the process exit code. */

@@ -6,6 +6,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../config/settings.ts';
 import { type Opening, parseOpening } from '../egress/index.ts';
 import { AuditWriter } from '../gateway/audit.ts';
+import { ensureInterceptionCa, LeafCache, loadSigningCa } from '../gateway/ca/index.ts';
 import { LiveState } from '../gateway/live-state.ts';
 import { gatewayMetrics } from '../gateway/metrics.ts';
 import { startGateway } from '../gateway/proxy.ts';
@@ -29,6 +30,14 @@ export async function startGatewayRuntime(
 ): Promise<GatewayRuntime> {
   const openings = openingsOf(config.gatewayAllowPrivate);
   const upstreamCa = upstreamCaOf(config.gatewayUpstreamCa);
+  // The interception CA: created by the first process to start, shared by all of them.
+  const { created, id } = await ensureInterceptionCa(db, {
+    secretKey: config.secretKey,
+    now: new Date(),
+    warn: (message: string) => log.warn(message),
+  });
+  if (created) log.info({ ca: id }, 'created the interception CA (reins ca export prints it)');
+  const leaves = new LeafCache(await loadSigningCa(db, { secretKey: config.secretKey, now: new Date() }));
   const live = await LiveState.open(db, {
     onError: (err: unknown) => log.warn({ err }, 'could not refresh the gateway state'),
   });
@@ -56,6 +65,8 @@ export async function startGatewayRuntime(
       audit,
       metrics,
       upstreamCa,
+      intercept: config.gatewayIntercept,
+      interceptor: leaves,
     });
   } catch (err) {
     clearInterval(pruner);

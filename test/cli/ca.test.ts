@@ -1,0 +1,146 @@
+// `reins ca export`, `reins ca rotate` and `reins ca list` as an operator runs them: a real process
+// on an embedded database directory, its output and its exit code.
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { splitBundle } from '../gateway/ca/support.ts';
+import { runReins } from '../support/run-reins.ts';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'reins-ca-'));
+  dirs.push(dir);
+  return dir;
+}
+
+// Neither the environment of the machine running the tests nor a developer's PostgreSQL.
+const ENV = { DATABASE_URL: undefined, REINS_SECRET_KEY: undefined, REINS_DATA_DIR: undefined };
+const ID = '[0-9a-f]{16}';
+const TIME = '\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z';
+
+describe('reins ca', () => {
+  it('rotates, exports the bundle newest first, and lists the CAs without private material', async () => {
+    const dir = await tempDir();
+    const data = join(dir, 'data');
+    const first = await runReins(['ca', 'rotate', '--data-dir', data], ENV);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(
+      new RegExp(`^active: ${ID} \\(signs new leaf certificates; expires ${TIME}\\)\\nreplaced: none `),
+    );
+    expect(first.stderr).toBe(
+      'reins: warning: REINS_SECRET_KEY is not set: the new CA private key is stored unencrypted\n',
+    );
+    const firstId = /^active: (\S+)/.exec(first.stdout)?.[1];
+
+    const second = await runReins(['ca', 'rotate', '--data-dir', data, '--overlap-days', '7'], {
+      ...ENV,
+      REINS_SECRET_KEY: 's3cret',
+    });
+    expect(second.code).toBe(0);
+    expect(second.stderr).toBe('');
+    expect(second.stdout).toMatch(
+      new RegExp(
+        `^active: ${ID} .*\\nreplaced: ${firstId} \\(private key erased; in the bundle until ${TIME}\\)\\n`,
+      ),
+    );
+    expect(second.stdout).toContain('reins ca export');
+    const secondId = /^active: (\S+)/.exec(second.stdout)?.[1];
+
+    const exported = await runReins(['ca', 'export', '--data-dir', data], ENV);
+    expect(exported).toMatchObject({ code: 0, stderr: '' });
+    const certs = splitBundle(exported.stdout);
+    expect(certs.map((c) => c.subject)).toEqual([
+      `O=reins\nCN=reins interception CA ${secondId}`,
+      `O=reins\nCN=reins interception CA ${firstId}`,
+    ]);
+    expect(certs.every((c) => c.ca)).toBe(true);
+    expect(exported.stdout).not.toContain('PRIVATE KEY');
+
+    const out = join(dir, 'reins-ca.pem');
+    const written = await runReins(['ca', 'export', '--data-dir', data, '--out', out], ENV);
+    expect(written.code).toBe(0);
+    expect(written.stdout).toBe(
+      `wrote 2 CA certificates to ${out}: ${secondId} (active), ${firstId} (trusted)\n`,
+    );
+    expect(await readFile(out, 'utf8')).toBe(exported.stdout);
+    expect((await stat(out)).mode & 0o777).toBe(0o644);
+
+    const list = await runReins(['ca', 'list', '--data-dir', data], ENV);
+    expect(list.code).toBe(0);
+    const lines = list.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(
+      /^ID\s+STATE\s+CREATED\s+NOT_AFTER\s+TRUSTED_UNTIL\s+ENCRYPTION\s+SHA256_FINGERPRINT$/,
+    );
+    const rows = lines.slice(1).map((l) => l.split(/\s+/));
+    expect(rows.map((r) => [r[0], r[1], r[5]])).toEqual([
+      [secondId, 'active', 'aes-256-gcm+scrypt:v1'],
+      [firstId, 'trusted', 'erased'],
+    ]);
+    expect(rows.map((r) => r[6])).toEqual(certs.map((c) => c.fingerprint256));
+    expect(list.stdout).not.toContain('PRIVATE KEY');
+    expect(list.stdout).not.toContain('BEGIN');
+  }, 180_000);
+
+  it('refuses in one line, exit 1, to rotate an encrypted CA without the right secret', async () => {
+    const data = join(await tempDir(), 'data');
+    expect((await runReins(['ca', 'rotate', '--data-dir', data, '--secret-key', 's3cret'], ENV)).code).toBe(
+      0,
+    );
+    const missing = await runReins(['ca', 'rotate', '--data-dir', data], ENV);
+    expect(missing.code).toBe(1);
+    expect(missing.stdout).toBe('');
+    expect(missing.stderr).toMatch(
+      new RegExp(`^reins: interception CA ${ID} is encrypted .* REINS_SECRET_KEY is not set: [^\\n]*\\n$`),
+    );
+    const wrong = await runReins(['ca', 'rotate', '--data-dir', data], { ...ENV, REINS_SECRET_KEY: 'other' });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(
+      new RegExp(`^reins: REINS_SECRET_KEY is not the secret interception CA ${ID}`),
+    );
+    expect(wrong.stderr).not.toContain('other');
+    expect(wrong.stderr.split('\n')).toHaveLength(2);
+  }, 180_000);
+
+  it('says in one line, exit 3, that there is no CA to export yet', async () => {
+    const data = join(await tempDir(), 'data');
+    const run = await runReins(['ca', 'export', '--data-dir', data], ENV);
+    expect(run).toMatchObject({ code: 3, stdout: '' });
+    expect(run.stderr).toBe(
+      'reins: no interception CA yet: the gateway creates one at first start, or run `reins ca rotate`\n',
+    );
+    const list = await runReins(['ca', 'list', '--data-dir', data], ENV);
+    expect(list).toMatchObject({ code: 0, stderr: '' });
+    expect(list.stdout).toContain('no interception CA yet');
+  }, 180_000);
+
+  it('refuses an overlap that is not a whole number of days, exit 2', async () => {
+    const run = await runReins(['ca', 'rotate', '--overlap-days', '1.5'], ENV);
+    expect(run).toMatchObject({ code: 2, stdout: '' });
+    expect(run.stderr).toBe('reins: --overlap-days "1.5": give a whole number of days, 0 or more\n');
+  }, 60_000);
+
+  it('explains how agents trust the CA, rotation and the secret in --help', async () => {
+    const run = await runReins(['ca', 'rotate', '--help']);
+    expect(run.code).toBe(0);
+    for (const text of [
+      'NODE_EXTRA_CA_CERTS',
+      'SSL_CERT_FILE',
+      'REQUESTS_CA_BUNDLE',
+      '--cacert',
+      'REINS_SECRET_KEY',
+      '--overlap-days',
+      '--data-dir',
+      'DATABASE_URL',
+    ]) {
+      expect(run.stdout).toContain(text);
+    }
+    const ca = await runReins(['ca', '--help']);
+    for (const command of ['export', 'rotate', 'list']) expect(ca.stdout).toContain(command);
+    expect((await runReins(['--help'])).stdout).toMatch(/\bca\b.*interception CA/);
+  }, 60_000);
+});
