@@ -6,11 +6,20 @@
 // What this file holds: the small pieces around that — the first bytes, the tunnel's identity,
 // and the rule that the SNI and every inner Host name the CONNECT origin (threat: a tunnel
 // opened to a granted origin used to talk to another one, e.g. domain fronting).
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import type { SecureContext } from 'node:tls';
+import { type SecureContext, TLSSocket } from 'node:tls';
+import { formatAddress } from '../egress/address.ts';
 import type { Target } from '../egress/index.ts';
 import { normaliseTargetHost } from '../egress/index.ts';
+import { denial, headerValues, sendJson, stripPort } from './answers.ts';
+import { judge } from './check.ts';
+import type { Bound, Core } from './core.ts';
+import { REQUEST_ID_HEADER } from './forward.ts';
+import { readAbsoluteTarget, type TargetRead } from './request-target.ts';
+import { forward } from './requests.ts';
 import type { TokenFacts } from './token.ts';
 
 /** Issues TLS server contexts for hosts, signed by the interception CA (ca/leaf.ts). */
@@ -116,4 +125,143 @@ export function namesTunnelHost(tunnel: Tunnel, name: string): boolean {
   if (host.kind === 'name' && expected.kind === 'name') return host.name === expected.name;
   if (host.kind === 'ip' && expected.kind === 'ip') return host.bytes.join('.') === expected.bytes.join('.');
   return false;
+}
+
+/**
+ * Answers 200 and reads what the client sends: TLS is terminated with a certificate for the
+ * CONNECT host, anything else is read as HTTP; every request inside is then checked by
+ * onInnerRequest. No upstream is dialled until a request inside is allowed.
+ */
+export async function openInspected(
+  core: Core,
+  socket: Socket,
+  head: Buffer,
+  facts: TokenFacts,
+  read: Extract<TargetRead, { ok: true }>,
+  requestId: string,
+  started: number,
+  interceptor: Interceptor,
+): Promise<void> {
+  const { options, bound, record, inner } = core;
+  const host = read.target.host;
+  const tunnel: Tunnel = {
+    facts,
+    target: read.target,
+    authority: read.authority,
+    certificateHost: host.kind === 'name' ? host.name : formatAddress(host.bytes),
+    requestId,
+  };
+  const entry: Bound = { facts, sockets: [socket] };
+  bound.add(entry);
+  options.metrics?.tunnels.inc();
+  socket.once('close', () => {
+    bound.delete(entry);
+    options.metrics?.tunnels.dec();
+  });
+  socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+  record(requestId, facts, read, 'allowed', null, 200, started, { inspected: true });
+  const first = await firstBytes(socket, head);
+  if (first === null) return;
+  const stream = replayed(socket, first);
+  if (!looksLikeTls(first)) {
+    attachTunnel(stream, tunnel);
+    inner.emit('connection', stream);
+    return;
+  }
+  let context: SecureContext;
+  try {
+    context = await interceptor.secureContextFor(tunnel.certificateHost);
+  } catch {
+    socket.destroy();
+    return;
+  }
+  const tls = new TLSSocket(stream as unknown as Socket, {
+    isServer: true,
+    secureContext: context,
+    ALPNProtocols: ['http/1.1'],
+    // The SNI must name the CONNECT host (threat: a tunnel to a granted origin used to reach
+    // another, e.g. domain fronting). No SNI at all (an address, an old client) is accepted:
+    // every Host inside is still checked.
+    SNICallback: (servername, callback) => {
+      if (namesTunnelHost(tunnel, servername)) {
+        callback(null, context);
+        return;
+      }
+      record(randomUUID(), facts, read, 'denied', 'sni_mismatch', null, performance.now(), {
+        inspected: true,
+      });
+      callback(new Error('the SNI does not name the CONNECT host'), undefined);
+    },
+  });
+  tls.on('error', () => socket.destroy());
+  entry.sockets.push(tls as unknown as Socket);
+  attachTunnel(tls, tunnel);
+  inner.emit('connection', tls);
+}
+
+/** One request inside an inspected tunnel: the tunnel's token, the tunnel's origin only. */
+export async function onInnerRequest(core: Core, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { options, now, auditRoom, record } = core;
+  const tunnel = tunnelOf(req.socket);
+  if (tunnel === undefined) {
+    req.socket.destroy();
+    return;
+  }
+  await auditRoom();
+  const started = performance.now();
+  const requestId = randomUUID();
+  res.setHeader(REQUEST_ID_HEADER, requestId);
+  const { facts } = tunnel;
+  const scheme = (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http';
+  if (options.live.isRevoked(facts.jti) || facts.exp <= Math.floor(now().getTime() / 1000)) {
+    req.socket.destroy();
+    return;
+  }
+  const hosts = headerValues(req, 'host');
+  const url = req.url ?? '';
+  const absolute = /^https?:\/\//i.test(url);
+  const named = absolute ? [url.replace(/^https?:\/\/([^/?#]*).*$/is, '$1'), ...hosts] : hosts;
+  if (named.some((h) => !namesTunnelHost(tunnel, stripPort(h)))) {
+    req.resume();
+    const body = {
+      error: 'egress_denied',
+      reason: 'sni_mismatch',
+      destination: tunnel.authority,
+      request_id: requestId,
+    };
+    sendJson(res, 403, body);
+    record(requestId, facts, null, 'denied', 'sni_mismatch', 403, started, { inspected: true });
+    return;
+  }
+  // Always the tunnel's own origin: an absolute-form target inside names its host (checked
+  // above) but never picks another scheme or port.
+  const path = absolute ? url.replace(/^https?:\/\/[^/?#]*/i, '') : url;
+  const read = readAbsoluteTarget(
+    req.method ?? '',
+    `${scheme}://${tunnel.authority}${path.startsWith('/') ? path : `/${path}`}`,
+    [],
+  );
+  if (!read.ok) {
+    req.resume();
+    sendJson(res, 400, {
+      error: 'bad_request',
+      reason: read.reason,
+      detail: read.detail,
+      request_id: requestId,
+    });
+    record(requestId, facts, null, 'denied', read.reason, 400, started, { inspected: true });
+    return;
+  }
+  const verdict = await judge(options, facts, read.target, false);
+  options.metrics?.decisionSeconds.observe((performance.now() - started) / 1000);
+  if (verdict.verdict === 'deny') {
+    req.resume();
+    sendJson(res, 403, denial(verdict, read, requestId));
+    record(requestId, facts, read, 'denied', verdict.reason, 403, started, {
+      address: verdict.address,
+      inspected: true,
+    });
+    return;
+  }
+  await forward(core, req, res, facts, read, verdict, requestId, started, true);
 }
