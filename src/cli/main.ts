@@ -3,11 +3,13 @@
 import { Command, CommanderError } from 'commander';
 import { auditCommand } from './audit.ts';
 import { caCommand } from './ca.ts';
+import { envCommand } from './env.ts';
 import { CliError, EXIT } from './failure.ts';
 import { gatewayCommand } from './gateway.ts';
 import { keysCommand } from './keys.ts';
 import { migrateCommand } from './migrate.ts';
 import { policyCommand } from './policy.ts';
+import { runCommand } from './run.ts';
 import { serveCommand } from './serve.ts';
 
 export function buildProgram(): Command {
@@ -27,6 +29,8 @@ export function buildProgram(): Command {
       .addCommand(keysCommand())
       .addCommand(caCommand())
       .addCommand(auditCommand())
+      .addCommand(runCommand())
+      .addCommand(envCommand())
   );
 }
 

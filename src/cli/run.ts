@@ -1,0 +1,199 @@
+// `reins run`: runs an agent's command unchanged, its HTTP(S) traffic sent through the gateway
+// with the agent's token, which a local proxy obtains and refreshes (src/agent-run/,
+// docs/agents.md). Exits with the command's exit code. The token options are shared with
+// `reins env` (env.ts).
+import { Command, Option } from 'commander';
+import { temporaryCaFiles } from '../agent-run/ca-bundle.ts';
+import { runChild } from '../agent-run/child.ts';
+import { loadAssertionSigner } from '../agent-run/client-assertion.ts';
+import { childEnvironment, proxyVariables } from '../agent-run/environment.ts';
+import { AgentRunError, type AgentRunErrorCode } from '../agent-run/errors.ts';
+import { startLocalProxy } from '../agent-run/local-proxy.ts';
+import { tokenCommand } from '../agent-run/token-command.ts';
+import { clientCredentials } from '../agent-run/token-endpoint.ts';
+import { type ObtainToken, TokenSource, type TokenSourceEvent } from '../agent-run/token-source.ts';
+import { CliError, EXIT, type ExitCode } from './failure.ts';
+
+export const DEFAULT_GATEWAY = 'http://127.0.0.1:3128';
+export const DEFAULT_ISSUER = 'http://127.0.0.1:3000';
+
+export interface TokenOptions {
+  agent?: string;
+  secretEnv?: string;
+  key?: string;
+  kid?: string;
+  tokenCommand?: string;
+  scope?: string;
+  gateway: string;
+  issuer: string;
+}
+
+const TOKEN_HELP =
+  '\nThe token, one of:\n' +
+  '  --secret-env VAR     client_secret_basic; the secret is read from the variable VAR\n' +
+  '                       (never give a secret on the command line: `ps` shows it)\n' +
+  '  --key FILE           private_key_jwt with a PEM (PKCS#8) private key: P-256 (ES256),\n' +
+  '                       P-384, P-521, Ed25519 (EdDSA) or RSA (RS256); --kid names its key id\n' +
+  '  --token-command CMD  run CMD (by the shell) for each token: it prints the token, e.g. a\n' +
+  '                       delegated token an app obtained by token exchange\n';
+
+/** The options that say where the token comes from and where the gateway is. */
+export function addTokenOptions(command: Command): Command {
+  return command
+    .option('--agent <name>', "the agent's client id")
+    .option('--secret-env <VAR>', "environment variable holding the agent's client secret")
+    .option('--key <file>', "the agent's private key (PEM, PKCS#8) for private_key_jwt")
+    .option('--kid <kid>', 'key id to put in the assertion header (with --key)')
+    .option('--token-command <cmd>', 'shell command that prints a token (instead of client credentials)')
+    .option('--scope <scopes>', 'narrow the token to these egress:<integration> scopes')
+    .addOption(
+      new Option('--gateway <url>', 'the reins gateway').env('REINS_GATEWAY_URL').default(DEFAULT_GATEWAY),
+    )
+    .addOption(
+      new Option('--issuer <url>', 'the reins authorization server')
+        .env('REINS_ISSUER')
+        .default(DEFAULT_ISSUER),
+    )
+    .addHelpText('after', TOKEN_HELP);
+}
+
+/** The gateway URL, checked: http://host[:port] and nothing else. */
+export function gatewayUrl(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new CliError(`--gateway ${text} is not a URL; write http://host:port`, EXIT.usage);
+  }
+  if (url.protocol !== 'http:' || url.username || url.password || url.pathname !== '/' || url.search) {
+    throw new CliError(
+      `--gateway ${text}: write http://host:port (the gateway speaks plain HTTP)`,
+      EXIT.usage,
+    );
+  }
+  return url;
+}
+
+/** Where each token comes from, from the options; usage mistakes are CliErrors. */
+export async function tokenObtainer(options: TokenOptions): Promise<ObtainToken> {
+  const sources = [options.secretEnv, options.key, options.tokenCommand].filter((s) => s !== undefined);
+  if (sources.length !== 1) {
+    throw new CliError('give exactly one of --secret-env VAR, --key FILE or --token-command CMD', EXIT.usage);
+  }
+  if (options.kid !== undefined && options.key === undefined) {
+    throw new CliError('--kid goes with --key', EXIT.usage);
+  }
+  if (options.tokenCommand !== undefined) {
+    if (options.scope !== undefined) {
+      throw new CliError(
+        '--scope goes with --secret-env or --key; the token command decides its token',
+        EXIT.usage,
+      );
+    }
+    return tokenCommand(options.tokenCommand);
+  }
+  const agent = options.agent;
+  if (agent === undefined || agent === '') throw new CliError('--agent NAME is required', EXIT.usage);
+  try {
+    new URL(options.issuer);
+  } catch {
+    throw new CliError(`--issuer ${options.issuer} is not a URL`, EXIT.usage);
+  }
+  const common = { issuer: options.issuer, scope: options.scope };
+  if (options.secretEnv !== undefined) {
+    const secret = process.env[options.secretEnv];
+    if (secret === undefined || secret === '') {
+      throw new CliError(`the variable ${options.secretEnv} (--secret-env) is unset or empty`, EXIT.usage);
+    }
+    return clientCredentials({ ...common, auth: { method: 'client_secret_basic', clientId: agent, secret } });
+  }
+  const signer = await loadAssertionSigner(options.key ?? '', agent, options.kid).catch((err: unknown) => {
+    throw toAgentCliError(err);
+  });
+  return clientCredentials({
+    ...common,
+    auth: { method: 'private_key_jwt', clientId: agent, assertion: (audience) => signer.sign(audience) },
+  });
+}
+
+const EXIT_FOR: Record<AgentRunErrorCode, ExitCode> = {
+  issuer_unreachable: EXIT.unavailable,
+  issuer_mismatch: EXIT.invalid,
+  token_refused: EXIT.invalid,
+  token_response_invalid: EXIT.unavailable,
+  key_unreadable: EXIT.unavailable,
+  key_unsupported: EXIT.invalid,
+  token_command_failed: EXIT.unavailable,
+  token_command_output: EXIT.invalid,
+  ca_unreadable: EXIT.unavailable,
+  ca_invalid: EXIT.invalid,
+  token_unavailable: EXIT.unavailable,
+};
+
+export function toAgentCliError(err: unknown): unknown {
+  return err instanceof AgentRunError ? new CliError(err.message, EXIT_FOR[err.code]) : err;
+}
+
+interface RunOptions extends TokenOptions {
+  ca?: string;
+}
+
+export function runCommand(): Command {
+  const command = new Command('run')
+    .description(
+      "run a command with its HTTP(S) traffic sent through the gateway under the agent's token (refreshed as it expires)",
+    )
+    .usage('--agent NAME (--secret-env VAR | --key FILE | --token-command CMD) [options] -- COMMAND [ARGS…]')
+    .argument('<command...>', 'the command and its arguments (after --)')
+    .passThroughOptions();
+  addTokenOptions(command)
+    .option('--ca <file>', 'the gateway interception CA (PEM) for the command to trust')
+    .addHelpText(
+      'after',
+      '\nThe command gets HTTP_PROXY, HTTPS_PROXY (and lower case) pointing at a local proxy on a\n' +
+        'loopback port, NODE_USE_ENV_PROXY=1, and with --ca: NODE_EXTRA_CA_CERTS, SSL_CERT_FILE,\n' +
+        'REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE. Signals are passed on; reins run exits with the\n' +
+        "command's exit code (128+N if it died of signal N; 127/126 if it could not be started).\n" +
+        "Exit codes 1, 2, 3 before the command starts are reins run's own (docs/cli.md).\n" +
+        '\nExample:\n' +
+        '  reins run --agent billing-agent --secret-env ACME_BILLING_AGENT_SECRET -- python3 agent.py\n' +
+        '\nSee docs/agents.md.',
+    );
+  return command.action(async (argv: string[], options: RunOptions) => {
+    const gateway = gatewayUrl(options.gateway);
+    const obtain = await tokenObtainer(options);
+    const [program, ...args] = argv;
+    if (program === undefined) throw new CliError('name the command to run after --', EXIT.usage);
+    const ca =
+      options.ca === undefined ? undefined : await temporaryCaFiles(options.ca, process.env).catch(rethrow);
+    const tokens = new TokenSource(obtain, { onEvent: reportRefresh });
+    let proxy: Awaited<ReturnType<typeof startLocalProxy>> | undefined;
+    try {
+      await tokens.start().catch(rethrow);
+      proxy = await startLocalProxy({ gateway, token: () => tokens.current() });
+      const env = childEnvironment(process.env, proxyVariables(proxy.url, ca));
+      const outcome = await runChild(program, args, { env });
+      if (outcome.kind === 'not_started') {
+        process.stderr.write(`reins: cannot run ${program}: ${outcome.reason}\n`);
+      }
+      process.exitCode = outcome.code;
+    } finally {
+      tokens.stop();
+      await proxy?.close();
+      await ca?.remove();
+    }
+  });
+}
+
+function rethrow(err: unknown): never {
+  throw toAgentCliError(err);
+}
+
+/** Only failures are reported: the command's own output is what the user is reading. */
+function reportRefresh(event: TokenSourceEvent): void {
+  if (event.type !== 'refresh_failed') return;
+  const seconds = (event.retryInMs / 1000).toFixed(1);
+  process.stderr.write(
+    `reins run: could not refresh the token (${event.message}); retrying in ${seconds} s\n`,
+  );
+}
