@@ -7,11 +7,11 @@
 //   target, look the name up in a fixed table, send it on over a keep-alive agent, pipe back.
 //   No token, no policy, no audit.
 // - reins: the gateway assembled as `reins serve` runs it (test/gateway/support.ts, plus the
-//   production logger and metrics): PGlite in memory, the authorization server issuing the
-//   tokens, the live state, the audit writer on the same database with its JSON lines written
-//   (to /dev/null), a verified-token cache of the default size. Two more listeners on the same
-//   state: one with a one-entry token cache (every request verifies an ES256 signature), and one
-//   whose audit events go nowhere (an ablation, to show what the audit costs).
+//   production logger and metrics): PGlite in memory (or PostgreSQL: BENCH_GATEWAY_DB=pg), the
+//   authorization server issuing the tokens, the live state, the audit writer on the same
+//   database with its JSON lines written (to /dev/null), a token cache of the default size. Two
+//   more listeners on the same state: one with a one-entry token cache (every request verifies
+//   an ES256 signature), and one whose audit events go nowhere (an ablation: what audit costs).
 //
 // The child tells its parent what it listens on over IPC, answers `stats`, and stops when the
 // parent disconnects.
@@ -32,6 +32,7 @@ import { loadPublicJwks } from '../src/server/keys/index.ts';
 import { openPglite } from '../src/store/pglite.ts';
 import { sourcesOf, yaml } from '../test/policy/support.ts';
 import { basic, GATEWAY, requestToken, startAuthServer } from '../test/server/provider/support.ts';
+import { openPgInFreshSchema, type TestBackend } from '../test/support/db.ts';
 import {
   type Role,
   type ServeMessage,
@@ -141,12 +142,9 @@ function benchPolicy(upstreamPort: number): Record<string, string> {
   };
 }
 
-async function serveReins(upstreamPort: number): Promise<() => Promise<void>> {
+async function serveReins(upstreamPort: number, backend: TestBackend): Promise<() => Promise<void>> {
   process.env[SECRET_ENV] = SECRET;
-  const auth = await startAuthServer(
-    { name: 'pglite', open: () => openPglite('memory') },
-    sourcesOf(benchPolicy(upstreamPort)),
-  );
+  const auth = await startAuthServer(backend, sourcesOf(benchPolicy(upstreamPort)));
   const { db } = auth;
   const log = createLogger('info', pino.destination({ dest: '/dev/null', sync: false }));
   const live = await LiveState.open(db);
@@ -155,9 +153,16 @@ async function serveReins(upstreamPort: number): Promise<() => Promise<void>> {
   const opening = parseOpening(`127.0.0.1/32:${upstreamPort}`);
   if (!opening.ok) throw new Error(opening.error.message);
   const keys = localKeys(() => loadPublicJwks(db));
+  // As src/runtime/gateway.ts builds it, token cache metrics included.
+  const verifierOptions = {
+    issuer: auth.url,
+    audience: GATEWAY,
+    keys,
+    onLookup: (result: 'hit' | 'miss') => metrics.tokenCache.inc({ result }),
+  };
   const verifiers = {
-    cached: new TokenVerifier({ issuer: auth.url, audience: GATEWAY, keys }),
-    uncached: new TokenVerifier({ issuer: auth.url, audience: GATEWAY, keys, maxEntries: 1 }),
+    cached: new TokenVerifier(verifierOptions),
+    uncached: new TokenVerifier({ ...verifierOptions, maxEntries: 1 }),
   };
   const gatewayWith = (verifier: TokenVerifier, sink: GatewayOptions['audit'] = audit): Promise<Gateway> =>
     startGateway({
@@ -223,11 +228,19 @@ async function closeServer(server: http.Server): Promise<void> {
   await closed;
 }
 
+/** PGlite in memory, or a fresh schema (dropped at the end) of BENCH_DATABASE_URL / DATABASE_URL. */
+function backend(): TestBackend {
+  if (process.env.BENCH_GATEWAY_DB !== 'pg') return { name: 'pglite', open: () => openPglite('memory') };
+  const url = process.env.BENCH_DATABASE_URL || process.env.DATABASE_URL;
+  if (!url) throw new Error('no BENCH_DATABASE_URL or DATABASE_URL');
+  return { name: 'pg', open: () => openPgInFreshSchema(url) };
+}
+
 async function serve(role: Role): Promise<void> {
   let stop: () => Promise<void>;
   if (role === 'upstream') stop = await serveUpstream();
   else if (role === 'bare') stop = await serveBare();
-  else stop = await serveReins(Number(process.env.BENCH_GATEWAY_UPSTREAM_PORT));
+  else stop = await serveReins(Number(process.env.BENCH_GATEWAY_UPSTREAM_PORT), backend());
   if (process.connected) await once(process, 'disconnect');
   await stop();
 }

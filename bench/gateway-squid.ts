@@ -86,7 +86,8 @@ export async function startSquid(path: string, domain: string): Promise<Squid> {
   writeFileSync(join(dir, 'hosts'), `127.0.0.1 ${domain}\n`);
   const conf = [
     `http_port 127.0.0.1:${port}`,
-    `acl allowed dstdomain ${domain}`,
+    // -n: no reverse lookup, so an IP literal is never taken for the allowed name.
+    `acl allowed dstdomain -n ${domain}`,
     'http_access allow allowed',
     'http_access deny all',
     `hosts_file ${join(dir, 'hosts')}`,
