@@ -1,14 +1,12 @@
 // `reins serve`: runs reins until SIGINT/SIGTERM. Every setting is a flag or an environment
 // variable (src/config/settings.ts; docs/configuration.md).
-import { Command, Option } from 'commander';
-import { ConfigError, loadConfig } from '../config/load.ts';
-import { SETTINGS } from '../config/settings.ts';
+import { Command } from 'commander';
 import { formatDiagnostic } from '../policy/index.ts';
-import { createLogger } from '../runtime/logger.ts';
 import { StartError, start } from '../runtime/start.ts';
 import { toCliError } from './database-options.ts';
 import { CliError, EXIT } from './failure.ts';
 import { policyErrorToCli } from './policy-errors.ts';
+import { addSettingOptions, runService } from './service.ts';
 
 export function serveCommand(): Command {
   const command = new Command('serve')
@@ -17,53 +15,20 @@ export function serveCommand(): Command {
       'after',
       '\nEvery option can also be set through the environment variable named in brackets.\nSee docs/configuration.md.',
     );
-  for (const setting of SETTINGS) {
-    const defaults = setting.default ? `; default ${setting.default}` : '';
-    command.addOption(
-      new Option(
-        `${setting.flag} <${setting.placeholder}>`,
-        `${setting.description} [${setting.env}${defaults}]`,
-      ),
-    );
-  }
-  return command.action(async (flags: Record<string, unknown>) => {
-    let config: ReturnType<typeof loadConfig>;
-    try {
-      config = loadConfig(flags, process.env);
-    } catch (err) {
-      if (err instanceof ConfigError) throw new CliError(err.message, EXIT.usage);
-      throw err;
-    }
-    const log = createLogger(config.logLevel);
-    // Listen for the stop signals before starting anything: a SIGTERM during start-up must still
-    // end in an orderly stop (the start completes, then everything closes), not a hard kill.
-    const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
-    });
-    let running: Awaited<ReturnType<typeof start>>;
-    try {
-      running = await start(config, log);
-    } catch (err) {
-      log.flush();
-      if (err instanceof Error && (err as { code?: unknown }).code === 'gateway_config') {
-        throw new CliError(err.message, EXIT.usage);
-      }
-      if (err instanceof StartError) {
-        for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
-        throw new CliError(err.message, EXIT.invalid);
-      }
-      throw policyErrorToCli(toCliError(err));
-    }
-    process.stdout.write(
-      nextSteps(running.auth.url, running.admin.url, running.gateway.url, config.gatewayResource),
-    );
-
-    const signal = await stopRequested;
-    log.info({ signal }, 'stopping');
-    await running.stop();
-    log.flush();
-  });
+  return addSettingOptions(command).action((flags: Record<string, unknown>) =>
+    runService(flags, {
+      start,
+      failure: (err) => {
+        if (err instanceof StartError) {
+          for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
+          return new CliError(err.message, EXIT.invalid);
+        }
+        return policyErrorToCli(toCliError(err));
+      },
+      announce: (running, config) =>
+        nextSteps(running.auth.url, running.admin.url, running.gateway.url, config.gatewayResource),
+    }),
+  );
 }
 
 function nextSteps(authUrl: string, adminUrl: string, gatewayUrl: string, resource: string): string {

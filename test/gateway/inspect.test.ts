@@ -74,6 +74,24 @@ describe.each(testBackends())('inspected tunnels on $name', (backend) => {
     const { status, body } = await curl(['--data-binary', 'inspected body', `${secure}/v1/charges`]);
     expect(status).toBe(200);
     expect(body).toBe('inspected body');
+    // What the upstream saw, from its echo headers.
+    const { stdout: headers } = await run('curl', [
+      '-s',
+      '-D',
+      '-',
+      '-o',
+      '/dev/null',
+      '--proxy',
+      h.proxyUrl,
+      '--proxy-header',
+      `Proxy-Authorization: Bearer ${token}`,
+      '--cacert',
+      caFile,
+      `${secure}/v1/headers?x=1`,
+    ]);
+    expect(headers).toContain('x-upstream-proxy-authorization: none');
+    expect(headers).toContain('x-upstream-url: /v1/headers?x=1');
+    expect(headers).toContain(`x-upstream-host: secure.test:${upstream.port}`);
   });
 
   it('answers 403 inside the tunnel for another path and another method, and keeps the connection usable', async () => {
