@@ -90,8 +90,12 @@ export class LedgerBatcher {
         batch[0]?.reject(err);
         return;
       }
-      // Find the bad rows: each alone, so that the good ones still commit.
-      await Promise.all(batch.map((p) => insertIssued(this.#db, [p.token]).then(p.resolve, p.reject)));
+      // Find the bad rows: each alone, so that the good ones still commit. One after another, in
+      // the order they were recorded: of two rows with one jti, the first is the one admitted
+      // (in parallel, a pool could commit either).
+      for (const p of batch) {
+        await insertIssued(this.#db, [p.token]).then(p.resolve, p.reject);
+      }
     }
   }
 }
