@@ -4,7 +4,7 @@
 // (`GET http://upstream.test:PORT/small HTTP/1.1`, undici sends a path that is an absolute URL
 // as is), with `Host` and, for reins, `Proxy-Authorization`. Latency is measured per request,
 // from the call to the last byte of the body.
-import { Client } from 'undici';
+import { type buildConnector, Client } from 'undici';
 
 export interface LoadTarget {
   /** Where the connections go: the proxy, or the upstream itself. */
@@ -13,6 +13,11 @@ export interface LoadTarget {
   readonly path: string;
   /** Headers of the n-th request sent (all connections count together). */
   readonly headers: (n: number) => Record<string, string>;
+  /**
+   * How each connection is made, when not to `origin` itself: for HTTPS, a TLS socket over a
+   * tunnel (bench/gateway-tls.ts). The origin then only names the host the requests are for.
+   */
+  readonly connect?: buildConnector.connector;
 }
 
 export interface Cell {
@@ -38,7 +43,7 @@ export class Load {
           pipelining: 1,
           keepAliveTimeout: 60_000,
           keepAliveMaxTimeout: 60_000,
-          connect: { noDelay: true },
+          connect: target.connect ?? { noDelay: true },
         }),
     );
   }

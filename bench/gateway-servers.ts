@@ -3,25 +3,39 @@
 // another server:
 //
 // - upstream: the one local origin every row reaches; GET /small answers 64 bytes, keep-alive.
+// - upstream-tls: the same over HTTPS, its certificate for UPSTREAM_HOST from a throwaway CA
+//   made at start (handed to the others as REINS_GATEWAY_UPSTREAM_CA would be).
 // - bare: the floor of what a forward proxy written in Node costs: parse the absolute-form
 //   target, look the name up in a fixed table, send it on over a keep-alive agent, pipe back.
-//   No token, no policy, no audit.
+//   No token, no policy, no audit. A CONNECT is always inspected: TLS terminated with one
+//   certificate made at start, each request inside sent on over a pooled, verified TLS connection.
 // - reins: the gateway assembled as `reins serve` runs it (test/gateway/support.ts, plus the
 //   production logger and metrics): PGlite in memory (or PostgreSQL: BENCH_GATEWAY_DB=pg), the
 //   authorization server issuing the tokens, the live state, the audit writer on the same
 //   database with its JSON lines written (to /dev/null), a token cache of the default size. Two
 //   more listeners on the same state: one with a one-entry token cache (every request verifies
 //   an ES256 signature), and one whose audit events go nowhere (an ablation: what audit costs).
+//   Given the HTTPS upstream, the first listener also tunnels to it: two more agents, one granted
+//   that origin whole (plain tunnels) and one granted `GET …/small` (inspected tunnels), with the
+//   interception CA made as the first `reins serve` makes it and the upstream CA trusted.
 //
 // The child tells its parent what it listens on over IPC, answers `stats`, and stops when the
 // parent disconnects.
 import { once } from 'node:events';
 import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { createSecureContext, TLSSocket } from 'node:tls';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { parseOpening } from '../src/egress/index.ts';
 import { AuditWriter } from '../src/gateway/audit.ts';
+import {
+  ensureInterceptionCa,
+  exportTrustBundle,
+  LeafCache,
+  loadSigningCa,
+} from '../src/gateway/ca/index.ts';
 import { LiveState } from '../src/gateway/live-state.ts';
 import { gatewayMetrics } from '../src/gateway/metrics.ts';
 import { type Gateway, type GatewayOptions, startGateway } from '../src/gateway/proxy.ts';
@@ -30,10 +44,12 @@ import { localKeys, TokenVerifier } from '../src/gateway/token.ts';
 import { createLogger } from '../src/runtime/logger.ts';
 import { loadPublicJwks } from '../src/server/keys/index.ts';
 import { openPglite } from '../src/store/pglite.ts';
+import { makeCa } from '../test/gateway/tls-support.ts';
 import { sourcesOf, yaml } from '../test/policy/support.ts';
 import { basic, GATEWAY, requestToken, startAuthServer } from '../test/server/provider/support.ts';
 import { openPgInFreshSchema, type TestBackend } from '../test/support/db.ts';
 import {
+  type ReinsTls,
   type Role,
   type ServeMessage,
   UNCACHED_TOKENS,
@@ -43,6 +59,10 @@ import {
 } from './gateway-wire.ts';
 
 const AGENT = 'bench-agent';
+/** Granted the HTTPS upstream whole: plain tunnels. */
+const WHOLE_AGENT = 'bench-agent-whole';
+/** Granted one method and path on it: inspected tunnels. */
+const SCOPED_AGENT = 'bench-agent-scoped';
 const SECRET = 'bench-agent-secret-used-only-in-the-benchmark';
 const SECRET_ENV = 'BENCH_GATEWAY_AGENT_SECRET';
 
@@ -73,6 +93,27 @@ async function serveUpstream(): Promise<() => Promise<void>> {
   return () => closeServer(server);
 }
 
+async function serveUpstreamTls(): Promise<() => Promise<void>> {
+  const ca = await makeCa('reins bench upstream CA');
+  const { certPem, keyPem } = await ca.issue(UPSTREAM_HOST);
+  const body = Buffer.alloc(UPSTREAM_BODY_BYTES, 'x');
+  const server = https.createServer(
+    { cert: certPem, key: keyPem, ALPNProtocols: ['http/1.1'] },
+    (req, res) => {
+      req.resume();
+      res.writeHead(req.url === UPSTREAM_PATH ? 200 : 404, {
+        'content-type': 'text/plain',
+        'content-length': body.length,
+      });
+      res.end(body);
+    },
+  );
+  server.keepAliveTimeout = 60_000;
+  const port = await listen(server);
+  send({ kind: 'ready', url: `https://127.0.0.1:${port}`, caPem: ca.certPem });
+  return () => closeServer(server);
+}
+
 // ---------------------------------------------------------------- bare Node forward proxy
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'upgrade'];
@@ -85,28 +126,30 @@ function withoutHopByHop(headers: IncomingMessage['headers']): OutgoingHttpHeade
 
 async function serveBare(): Promise<() => Promise<void>> {
   const hosts: Record<string, string> = { [UPSTREAM_HOST]: '127.0.0.1' };
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
-  const server = http.createServer((req: IncomingMessage, res: ServerResponse) => {
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '');
-    } catch {
-      res.writeHead(400).end();
-      return;
-    }
+  const options = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64 };
+  const agent = new http.Agent(options);
+  // Upstream TLS verified against the bench's upstream CA, given as one context (forward.ts).
+  const upstreamCa = process.env.BENCH_GATEWAY_UPSTREAM_CA;
+  const tlsAgent = new https.Agent({
+    ...options,
+    secureContext: upstreamCa ? createSecureContext({ ca: upstreamCa }) : undefined,
+  });
+  const relay = (req: IncomingMessage, res: ServerResponse, url: URL) => {
     const address = hosts[url.hostname];
-    if (url.protocol !== 'http:' || address === undefined) {
+    if (address === undefined) {
       res.writeHead(403).end();
       return;
     }
-    const upstream = http.request(
+    const tls = url.protocol === 'https:';
+    const upstream = (tls ? https : http).request(
       {
         host: address,
-        port: url.port || 80,
+        port: url.port || (tls ? 443 : 80),
         method: req.method,
         path: url.pathname + url.search,
         headers: withoutHopByHop(req.headers),
-        agent,
+        agent: tls ? tlsAgent : agent,
+        servername: tls ? url.hostname : undefined,
       },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, withoutHopByHop(answer.headers));
@@ -115,43 +158,103 @@ async function serveBare(): Promise<() => Promise<void>> {
     );
     upstream.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
     req.pipe(upstream);
+  };
+  const server = http.createServer((req: IncomingMessage, res: ServerResponse) => {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '');
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
+    if (url.protocol !== 'http:') res.writeHead(403).end();
+    else relay(req, res, url);
   });
   server.keepAliveTimeout = 60_000;
+  // CONNECT: always inspected, with one certificate for UPSTREAM_HOST made at start; each request
+  // inside goes on to the CONNECT origin. No token, no check, no audit.
+  const ca = await makeCa('reins bench bare inspecting CA');
+  const leaf = await ca.issue(UPSTREAM_HOST);
+  const context = createSecureContext({ cert: leaf.certPem, key: leaf.keyPem });
+  const inner = http.createServer((req, res) => {
+    const authority = (req.socket as TLSSocket & { authority?: string }).authority;
+    relay(req, res, new URL(`https://${authority}${req.url ?? '/'}`));
+  });
+  inner.keepAliveTimeout = 60_000;
+  server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length > 0) socket.unshift(head);
+    const tls = new TLSSocket(socket, {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: ['http/1.1'],
+    });
+    Object.assign(tls, { authority: req.url });
+    tls.on('error', () => socket.destroy());
+    inner.emit('connection', tls);
+  });
   const port = await listen(server);
-  send({ kind: 'ready', url: `http://127.0.0.1:${port}` });
+  send({ kind: 'ready', url: `http://127.0.0.1:${port}`, caPem: ca.certPem });
   return async () => {
     await closeServer(server);
     agent.destroy();
+    tlsAgent.destroy();
   };
 }
 
 // ---------------------------------------------------------------- reins
 
-function benchPolicy(upstreamPort: number): Record<string, string> {
+/** The HTTPS upstream, when the benchmark started one. */
+interface TlsUpstream {
+  readonly port: number;
+  readonly caPem: string;
+}
+
+function benchPolicy(upstreamPort: number, tls: TlsUpstream | undefined): Record<string, string> {
+  const agent = (name: string, rule: string) => [
+    `  ${name}:`,
+    `    auth: { method: client_secret_basic, secret_env: ${SECRET_ENV} }`,
+    `    egress: ["${rule}"]`,
+    '    token_ttl: 3600',
+  ];
+  const origin = tls && `https://${UPSTREAM_HOST}:${tls.port}`;
   return {
     'bench.yaml': yaml(
       'tenant: bench',
       'settings:',
       '  max_token_ttl: 3600',
       'agents:',
-      `  ${AGENT}:`,
-      `    auth: { method: client_secret_basic, secret_env: ${SECRET_ENV} }`,
-      `    egress: ["GET http://${UPSTREAM_HOST}:${upstreamPort}/"]`,
-      '    token_ttl: 3600',
+      ...agent(AGENT, `GET http://${UPSTREAM_HOST}:${upstreamPort}/`),
+      ...(origin
+        ? [...agent(WHOLE_AGENT, `${origin}/`), ...agent(SCOPED_AGENT, `GET ${origin}${UPSTREAM_PATH}`)]
+        : []),
     ),
   };
 }
 
+function tlsUpstream(): TlsUpstream | undefined {
+  const port = Number(process.env.BENCH_GATEWAY_TLS_PORT);
+  const caPem = process.env.BENCH_GATEWAY_UPSTREAM_CA;
+  return port > 0 && caPem ? { port, caPem } : undefined;
+}
+
 async function serveReins(upstreamPort: number, backend: TestBackend): Promise<() => Promise<void>> {
   process.env[SECRET_ENV] = SECRET;
-  const auth = await startAuthServer(backend, sourcesOf(benchPolicy(upstreamPort)));
+  const tls = tlsUpstream();
+  const auth = await startAuthServer(backend, sourcesOf(benchPolicy(upstreamPort, tls)));
   const { db } = auth;
   const log = createLogger('info', pino.destination({ dest: '/dev/null', sync: false }));
   const live = await LiveState.open(db);
   const audit = new AuditWriter(db, log);
   const metrics = gatewayMetrics(new Registry(), () => audit.depth);
-  const opening = parseOpening(`127.0.0.1/32:${upstreamPort}`);
-  if (!opening.ok) throw new Error(opening.error.message);
+  const openings = [upstreamPort, ...(tls ? [tls.port] : [])].map((port) => {
+    const opening = parseOpening(`127.0.0.1/32:${port}`);
+    if (!opening.ok) throw new Error(opening.error.message);
+    return opening.opening;
+  });
+  // As src/runtime/gateway.ts makes and loads it.
+  await ensureInterceptionCa(db, { now: new Date(), warn: () => undefined });
+  const leaves = new LeafCache(await loadSigningCa(db, { now: new Date() }));
   const keys = localKeys(() => loadPublicJwks(db));
   // As src/runtime/gateway.ts builds it, token cache metrics included.
   const verifierOptions = {
@@ -170,26 +273,34 @@ async function serveReins(upstreamPort: number, backend: TestBackend): Promise<(
       port: 0,
       verifier,
       live,
-      openings: [opening.opening],
+      openings,
       resolve: tableResolver({ [UPSTREAM_HOST]: ['127.0.0.1'] }),
       audit: sink,
       metrics,
+      upstreamCa: tls?.caPem,
+      interceptor: leaves,
     });
   const cached = await gatewayWith(verifiers.cached);
   const uncached = await gatewayWith(verifiers.uncached);
   // The ablation: the same gateway with the audit event dropped (no log line, no row).
   const unaudited = await gatewayWith(verifiers.cached, { record: () => undefined });
 
-  const tokens: string[] = [];
-  for (let i = 0; i < UNCACHED_TOKENS; i++) {
+  const tokenOf = async (agent: string): Promise<string> => {
     const { status, body } = await requestToken(
       auth,
       { grant_type: 'client_credentials' },
-      basic(AGENT, SECRET),
+      basic(agent, SECRET),
     );
     if (status !== 200) throw new Error(`token endpoint answered ${status}: ${JSON.stringify(body)}`);
-    tokens.push(String(body.access_token));
-  }
+    return String(body.access_token);
+  };
+  const tokens: string[] = [];
+  for (let i = 0; i < UNCACHED_TOKENS; i++) tokens.push(await tokenOf(AGENT));
+  const tlsFacts: ReinsTls | undefined = tls && {
+    wholeToken: await tokenOf(WHOLE_AGENT),
+    scopedToken: await tokenOf(SCOPED_AGENT),
+    interceptionCaPem: (await exportTrustBundle(db, new Date())).pem,
+  };
 
   process.on('message', (message: unknown) => {
     if (message !== 'stats') return;
@@ -208,7 +319,14 @@ async function serveReins(upstreamPort: number, backend: TestBackend): Promise<(
       });
     })();
   });
-  send({ kind: 'ready', url: cached.url, uncachedUrl: uncached.url, unauditedUrl: unaudited.url, tokens });
+  send({
+    kind: 'ready',
+    url: cached.url,
+    uncachedUrl: uncached.url,
+    unauditedUrl: unaudited.url,
+    tokens,
+    tls: tlsFacts,
+  });
   return async () => {
     await cached.close();
     await uncached.close();
@@ -239,6 +357,7 @@ function backend(): TestBackend {
 async function serve(role: Role): Promise<void> {
   let stop: () => Promise<void>;
   if (role === 'upstream') stop = await serveUpstream();
+  else if (role === 'upstream-tls') stop = await serveUpstreamTls();
   else if (role === 'bare') stop = await serveBare();
   else stop = await serveReins(Number(process.env.BENCH_GATEWAY_UPSTREAM_PORT), backend());
   if (process.connected) await once(process, 'disconnect');

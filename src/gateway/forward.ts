@@ -4,7 +4,7 @@
 // gateway and is checked again).
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates } from 'node:tls';
 import { formatAddress } from '../egress/address.ts';
 import { DEFAULT_PORTS, type Target } from '../egress/index.ts';
 
@@ -28,14 +28,20 @@ export interface Upstreams {
   readonly https: https.Agent;
 }
 
-/** Pooled keep-alive connections upstream; TLS verified against system roots plus `extraCa`. */
+/**
+ * Pooled keep-alive connections upstream; TLS verified against system roots plus `extraCa`.
+ * The roots and `extraCa` go in as one secure context made here, not as a `ca` option: https.Agent
+ * writes a `ca` option into the pool key of every request (some 200 kB of PEM joined each time)
+ * and parses it again for every new connection — measured at 2.4 ms of CPU per inspected request.
+ */
 export function upstreamAgents(extraCa: string | undefined): Upstreams {
   const options = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, timeout: 60_000 };
   return {
     http: new http.Agent(options),
     https: new https.Agent({
       ...options,
-      ca: extraCa === undefined ? undefined : [...rootCertificates, extraCa],
+      secureContext:
+        extraCa === undefined ? undefined : createSecureContext({ ca: [...rootCertificates, extraCa] }),
       rejectUnauthorized: true,
     }),
   };

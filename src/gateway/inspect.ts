@@ -76,9 +76,10 @@ export function firstBytes(socket: Socket, head: Buffer): Promise<Buffer | null>
 }
 
 /**
- * The client's stream with the bytes already read put in front. Node's TLS and HTTP servers read
- * a plain socket through its native handle, where bytes taken out in JavaScript cannot be put
- * back (socket.unshift is not seen there), so the tunnel is handed to them as this stream.
+ * The client's stream with the bytes already read put in front, for plain HTTP inside a tunnel:
+ * Node's HTTP server reads a plain socket through its native handle, where bytes taken out in
+ * JavaScript cannot be put back (socket.unshift is not seen there), so it is handed this stream.
+ * (A TLSSocket does take in what its socket holds buffered: TLS goes on the socket itself.)
  */
 export function replayed(socket: Socket, first: Buffer): Duplex {
   const stream = new Duplex({
@@ -162,8 +163,8 @@ export async function openInspected(
   record(requestId, facts, read, 'allowed', null, 200, started, { inspected: true });
   const first = await firstBytes(socket, head);
   if (first === null) return;
-  const stream = replayed(socket, first);
   if (!looksLikeTls(first)) {
+    const stream = replayed(socket, first);
     attachTunnel(stream, tunnel);
     inner.emit('connection', stream);
     return;
@@ -175,7 +176,11 @@ export async function openInspected(
     socket.destroy();
     return;
   }
-  const tls = new TLSSocket(stream as unknown as Socket, {
+  // TLS goes on the socket itself, so that OpenSSL reads and writes its native handle (through a
+  // JavaScript stream every TLS record costs a round of stream calls and a write of its own). The
+  // bytes already read are put back: a new TLSSocket takes in what its socket holds buffered.
+  socket.unshift(first);
+  const tls = new TLSSocket(socket, {
     isServer: true,
     secureContext: context,
     ALPNProtocols: ['http/1.1'],

@@ -26,6 +26,10 @@ describe.each(testBackends())('inspected tunnels on $name', (backend) => {
   let h: Harness;
   let token: string;
   let upstream: HttpsUpstream;
+  /** Its certificate from a CA the gateway does not trust. */
+  let rogue: HttpsUpstream;
+  /** Its certificate from the trusted CA, but for another name. */
+  let misnamed: HttpsUpstream;
   let interception: TestCa;
   let caFile: string;
   let secure: string;
@@ -34,11 +38,23 @@ describe.each(testBackends())('inspected tunnels on $name', (backend) => {
     const upstreamCa = await makeCa('upstream test CA');
     interception = await makeCa('interception test CA');
     upstream = await startHttpsUpstream(upstreamCa, 'secure.test');
+    rogue = await startHttpsUpstream(await makeCa('rogue test CA'), 'rogue.test');
+    misnamed = await startHttpsUpstream(upstreamCa, 'other.test');
     const u = upstream.port;
     h = await startHarness(backend, {
-      extraEgress: () => [`GET,POST https://secure.test:${u}/v1/`, `https://whole-tls.test:${u}/`],
-      hosts: { 'secure.test': ['127.0.0.1'], 'whole-tls.test': ['127.0.0.1'] },
-      openings: [`127.0.0.1/32:${u}`],
+      extraEgress: () => [
+        `GET,POST https://secure.test:${u}/v1/`,
+        `https://whole-tls.test:${u}/`,
+        `GET https://rogue.test:${rogue.port}/v1/`,
+        `GET https://misnamed.test:${misnamed.port}/v1/`,
+      ],
+      hosts: {
+        'secure.test': ['127.0.0.1'],
+        'whole-tls.test': ['127.0.0.1'],
+        'rogue.test': ['127.0.0.1'],
+        'misnamed.test': ['127.0.0.1'],
+      },
+      openings: [`127.0.0.1/32:${u}`, `127.0.0.1/32:${rogue.port}`, `127.0.0.1/32:${misnamed.port}`],
       interceptor: testInterceptor(interception),
       upstreamCa: upstreamCa.certPem,
     });
@@ -50,6 +66,8 @@ describe.each(testBackends())('inspected tunnels on $name', (backend) => {
   afterAll(async () => {
     await h?.close();
     await upstream?.close();
+    await rogue?.close();
+    await misnamed?.close();
     rmSync(caFile, { force: true });
   });
 
@@ -157,6 +175,26 @@ describe.each(testBackends())('inspected tunnels on $name', (backend) => {
     });
     const method = await curl(['-X', 'DELETE', `${secure}/v1/x`]);
     expect(JSON.parse(method.body)).toMatchObject({ reason: 'method_not_allowed' });
+  });
+
+  it('answers 502 upstream_tls, never a downgrade, when the upstream’s certificate does not verify', async () => {
+    // Threat: an attacker on the path between gateway and upstream. Inspection must not turn the
+    // agent's verified TLS into an unverified one.
+    for (const url of [
+      `https://rogue.test:${rogue.port}/v1/x`, // signed by a CA the gateway does not trust
+      `https://misnamed.test:${misnamed.port}/v1/x`, // trusted CA, certificate for another name
+    ]) {
+      const { status, body } = await curl([url]);
+      expect(status, url).toBe(502);
+      const answer = JSON.parse(body) as Record<string, unknown>;
+      expect(answer).toMatchObject({ error: 'upstream_error', reason: 'upstream_tls' });
+      expect(await auditRow(h, String(answer.request_id))).toMatchObject({
+        decision: 'allowed',
+        reason: 'upstream_tls',
+        status: 502,
+        inspected: true,
+      });
+    }
   });
 
   it('lets Node fetch through, trusting the interception CA by NODE_EXTRA_CA_CERTS', async () => {
