@@ -4,6 +4,7 @@
 // per request.
 import { cpuSeconds } from './gateway-children.ts';
 import { type Cell, Load, type LoadTarget } from './gateway-load.ts';
+import { formatRate } from './harness.ts';
 
 export type Measured = Cell & { readonly cpuMicros: number };
 
@@ -81,8 +82,36 @@ export function ratio(r: Row, base: Row | undefined, connections: number): strin
   return value === undefined ? '–' : `${value.toFixed(2)}×`;
 }
 
-export function cpuText(cell: Measured): string {
+function cpuText(cell: Measured): string {
   return Number.isNaN(cell.cpuMicros) ? '–' : `${cell.cpuMicros.toFixed(0)} µs`;
+}
+
+/**
+ * A table's lines, by connection count then row: name, connections, requests/s, the row's
+ * ratios (`ratios`), p50, p99 and the proxy's CPU per request. Rows not measured are left out.
+ */
+export function tableLines(
+  rows: readonly Row[],
+  concurrency: readonly number[],
+  ratios: (r: Row, connections: number) => string[],
+): string[][] {
+  const lines: string[][] = [];
+  for (const connections of concurrency) {
+    for (const r of rows) {
+      const cell = r.cells.get(connections);
+      if (!cell) continue;
+      lines.push([
+        r.name,
+        String(connections),
+        formatRate(cell.requestsPerSecond),
+        ...ratios(r, connections),
+        `${cell.p50.toFixed(2)} ms`,
+        `${cell.p99.toFixed(2)} ms`,
+        cpuText(cell),
+      ]);
+    }
+  }
+  return lines;
 }
 
 export const verdict = (value: number | undefined, text: string, ok: boolean): string =>

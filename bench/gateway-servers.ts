@@ -77,16 +77,20 @@ function send(message: ServeMessage): void {
 
 // ---------------------------------------------------------------- upstream
 
-async function serveUpstream(): Promise<() => Promise<void>> {
-  const body = Buffer.alloc(UPSTREAM_BODY_BYTES, 'x');
-  const server = http.createServer((req, res) => {
-    req.resume();
-    res.writeHead(req.url === UPSTREAM_PATH ? 200 : 404, {
-      'content-type': 'text/plain',
-      'content-length': body.length,
-    });
-    res.end(body);
+const SMALL_BODY = Buffer.alloc(UPSTREAM_BODY_BYTES, 'x');
+
+/** The upstream's one answer: 64 bytes for UPSTREAM_PATH, a 404 otherwise. */
+function answerSmall(req: IncomingMessage, res: ServerResponse): void {
+  req.resume();
+  res.writeHead(req.url === UPSTREAM_PATH ? 200 : 404, {
+    'content-type': 'text/plain',
+    'content-length': SMALL_BODY.length,
   });
+  res.end(SMALL_BODY);
+}
+
+async function serveUpstream(): Promise<() => Promise<void>> {
+  const server = http.createServer(answerSmall);
   server.keepAliveTimeout = 60_000;
   const port = await listen(server);
   send({ kind: 'ready', url: `http://127.0.0.1:${port}` });
@@ -96,18 +100,7 @@ async function serveUpstream(): Promise<() => Promise<void>> {
 async function serveUpstreamTls(): Promise<() => Promise<void>> {
   const ca = await makeCa('reins bench upstream CA');
   const { certPem, keyPem } = await ca.issue(UPSTREAM_HOST);
-  const body = Buffer.alloc(UPSTREAM_BODY_BYTES, 'x');
-  const server = https.createServer(
-    { cert: certPem, key: keyPem, ALPNProtocols: ['http/1.1'] },
-    (req, res) => {
-      req.resume();
-      res.writeHead(req.url === UPSTREAM_PATH ? 200 : 404, {
-        'content-type': 'text/plain',
-        'content-length': body.length,
-      });
-      res.end(body);
-    },
-  );
+  const server = https.createServer({ cert: certPem, key: keyPem, ALPNProtocols: ['http/1.1'] }, answerSmall);
   server.keepAliveTimeout = 60_000;
   const port = await listen(server);
   send({ kind: 'ready', url: `https://127.0.0.1:${port}`, caPem: ca.certPem });

@@ -23,18 +23,18 @@ import type { Child } from './gateway-children.ts';
 import type { LoadTarget } from './gateway-load.ts';
 import {
   chosen,
-  cpuText,
   measureRows,
   type Row,
   ratio,
   row,
   type Schedule,
   share,
+  tableLines,
   verdict,
 } from './gateway-rows.ts';
 import type { Squid } from './gateway-squid.ts';
 import { UPSTREAM_HOST, UPSTREAM_PATH } from './gateway-wire.ts';
-import { formatRate, smoke, table } from './harness.ts';
+import { smoke, table } from './harness.ts';
 
 export interface TlsBench {
   /** The HTTPS upstream's child: its URL (127.0.0.1) and the CA of its certificate. */
@@ -220,25 +220,13 @@ export async function runTlsBench(bench: TlsBench): Promise<void> {
   const plainOf = (r: TlsRow) =>
     rows.find((other) => other.reins?.label === r.reins?.label && other.reins?.tunnel === 'plain');
 
-  const lines: string[][] = [];
-  for (const connections of schedule.concurrency) {
-    for (const r of rows) {
-      const cell = r.cells.get(connections);
-      if (!cell) continue;
-      lines.push([
-        r.name,
-        String(connections),
-        formatRate(cell.requestsPerSecond),
-        ratio(r, direct, connections),
-        r.reins?.tunnel === 'inspected' ? ratio(r, plainOf(r), connections) : '–',
-        r.reins?.tunnel === 'inspected' ? ratio(r, floor, connections) : '–',
-        r.reins?.tunnel === 'inspected' ? ratio(r, peer, connections) : '–',
-        `${cell.p50.toFixed(2)} ms`,
-        `${cell.p99.toFixed(2)} ms`,
-        cpuText(cell),
-      ]);
-    }
-  }
+  const inspected = (r: TlsRow, text: string) => (r.reins?.tunnel === 'inspected' ? text : '–');
+  const lines = tableLines(rows, schedule.concurrency, (r: TlsRow, connections) => [
+    ratio(r, direct, connections),
+    inspected(r, ratio(r, plainOf(r), connections)),
+    inspected(r, ratio(r, floor, connections)),
+    inspected(r, ratio(r, peer, connections)),
+  ]);
   const { seconds, warmSeconds, rounds } = schedule;
   console.log(
     `\n#### bench/gateway: small GET over keep-alive HTTPS, reused connections (${seconds} s per cell after ${warmSeconds} s warm-up, ${rounds === 1 ? 'one round' : `median of ${rounds} rounds`})\n`,

@@ -14,17 +14,26 @@
 // Every server runs in a process of its own (bench/gateway-servers.ts, squid -N); the load
 // generator (bench/gateway-load.ts: undici, absolute-form requests, keep-alive) runs here.
 // Every cell is warmed up first; full runs measure every cell in three rounds (interleaved, so
-// that the machine's other work is shared out) and report the median (bench/gateway-rows.ts). Beside requests/s and
+// that the machine's other work is shared out) and report the median. Beside requests/s and
 // latency, each row shows the CPU time the proxy process spent per request (from /proc), which
 // other work on the machine disturbs much less than the rates. BENCH_GATEWAY_CPU_PROF=<dir>
 // writes a --cpu-prof profile of each Node server to <dir>; BENCH_GATEWAY_ONLY=<text>[|<text>…]
 // measures only the rows naming one of them; BENCH_GATEWAY_ROUNDS=<n> sets the rounds.
 import { type Child, startChild } from './gateway-children.ts';
-import { cpuText, measureRows, type Row, ratio, row, type Schedule, share, verdict } from './gateway-rows.ts';
+import {
+  measureRows,
+  type Row,
+  ratio,
+  row,
+  type Schedule,
+  share,
+  tableLines,
+  verdict,
+} from './gateway-rows.ts';
 import { findSquid, type Squid, startSquid, whyNoBump } from './gateway-squid.ts';
 import { runTlsBench } from './gateway-tls.ts';
 import { UNCACHED_TOKENS, UPSTREAM_HOST, UPSTREAM_PATH } from './gateway-wire.ts';
-import { formatRate, smoke, table } from './harness.ts';
+import { smoke, table } from './harness.ts';
 
 function databaseUrl(): string | undefined {
   return process.env.BENCH_DATABASE_URL || process.env.DATABASE_URL || undefined;
@@ -176,23 +185,10 @@ async function runPlainBench({ upstream, bare, reins, squid, schedule }: PlainBe
 
   await measureRows(rows, schedule);
 
-  const lines: string[][] = [];
-  for (const connections of schedule.concurrency) {
-    for (const r of rows) {
-      const cell = r.cells.get(connections);
-      if (!cell) continue;
-      lines.push([
-        r.name,
-        String(connections),
-        formatRate(cell.requestsPerSecond),
-        ratio(r, floor, connections),
-        ratio(r, peer, connections),
-        `${cell.p50.toFixed(2)} ms`,
-        `${cell.p99.toFixed(2)} ms`,
-        cpuText(cell),
-      ]);
-    }
-  }
+  const lines = tableLines(rows, schedule.concurrency, (r, connections) => [
+    ratio(r, floor, connections),
+    ratio(r, peer, connections),
+  ]);
   const { seconds, warmSeconds, rounds } = schedule;
   console.log(
     `\n#### bench/gateway: small GET through a forward proxy (${seconds} s per cell after ${warmSeconds} s warm-up, ${rounds === 1 ? 'one round' : `median of ${rounds} rounds`})\n`,
