@@ -66,37 +66,112 @@ describe('reins run through an inspecting gateway', { timeout: 60_000 }, () => {
       env,
     );
 
-  it('lets curl reach a partly granted HTTPS origin, trusting the CA through CURL_CA_BUNDLE', async () => {
-    const result = await reinsRun(
-      ['curl', '-s', '--data-binary', 'inspected', `${secure}/v1/charges`],
-      ['--ca', interceptionCa],
-    );
-    expect(result, result.stderr).toMatchObject({ code: 0, stdout: 'inspected' });
+  describe('gives every client the same answers on a path-scoped rule', () => {
+    // Allowed: POST /v1/… (its body echoed back). Refused inside the tunnel: another path, and
+    // another method on the allowed path.
+    const expected = ['200 body of {client}', '403 path_not_allowed', '403 method_not_allowed'];
+
+    it('curl (trusting the CA through CURL_CA_BUNDLE), all three on one connection', async () => {
+      const each = (args: string[]) => ['-s', '-w', '\n%{http_code} %{num_connects}\n', ...args];
+      const result = await reinsRun(
+        [
+          'curl',
+          ...each(['--data-binary', 'body of curl', `${secure}/v1/echo`]),
+          '--next',
+          ...each([`${secure}/v2/other`]),
+          '--next',
+          ...each(['-X', 'DELETE', `${secure}/v1/echo`]),
+        ],
+        ['--ca', interceptionCa],
+      );
+      expect(result.code, result.stderr).toBe(0);
+      const lines = result.stdout.trim().split('\n');
+      const reason = (json: string | undefined) => (JSON.parse(json ?? '{}') as { reason?: string }).reason;
+      expect(lines[0]).toBe('body of curl');
+      expect(lines[1]).toBe('200 1');
+      expect(reason(lines[2])).toBe('path_not_allowed');
+      // num_connects 0: the same tunnel, reused.
+      expect(lines[3]).toBe('403 0');
+      expect(reason(lines[4])).toBe('method_not_allowed');
+      expect(lines[5]).toBe('403 0');
+    });
+
+    it('Python urllib (SSL_CERT_FILE) and Node fetch (NODE_EXTRA_CA_CERTS)', async () => {
+      const python = [
+        'import json, urllib.request, urllib.error',
+        'def call(method, path, data=None):',
+        `    request = urllib.request.Request("${secure}" + path, data=data, method=method)`,
+        '    try:',
+        '        answer = urllib.request.urlopen(request)',
+        '        return f"{answer.status} {answer.read().decode()}"',
+        '    except urllib.error.HTTPError as refused:',
+        '        return f"{refused.code} {json.loads(refused.read())[\'reason\']}"',
+        'print(call("POST", "/v1/echo", b"body of python"))',
+        'print(call("GET", "/v2/other"))',
+        'print(call("DELETE", "/v1/echo"))',
+      ].join('\n');
+      const node = [
+        'const call = async (method, path, body) => {',
+        `  const answer = await fetch("${secure}" + path, { method, body });`,
+        '  const text = await answer.text();',
+        '  return answer.status + " " + (answer.ok ? text : JSON.parse(text).reason);',
+        '};',
+        'const lines = [await call("POST", "/v1/echo", "body of node"), await call("GET", "/v2/other"), await call("DELETE", "/v1/echo")];',
+        'process.stdout.write(lines.join("\\n") + "\\n");',
+      ].join('\n');
+      const [py, js] = await Promise.all([
+        reinsRun(['python3', '-c', python], ['--ca', interceptionCa]),
+        reinsRun([process.execPath, '--input-type=module', '-e', node], ['--ca', interceptionCa]),
+      ]);
+      const answers = (client: string) => expected.map((line) => line.replace('{client}', client));
+      expect(py, py.stderr).toMatchObject({ code: 0 });
+      expect(py.stdout.trim().split('\n')).toEqual(answers('python'));
+      expect(js, js.stderr).toMatchObject({ code: 0 });
+      expect(js.stdout.trim().split('\n')).toEqual(answers('node'));
+    });
   });
 
-  it('passes the gateway’s 403 from inside the inspected tunnel to the command', async () => {
+  it('refuses a ClientHello whose SNI names another host than the CONNECT (curl exit 35)', async () => {
+    // --connect-to: the tunnel is opened to secure.test, the TLS inside names evil.test.
     const result = await reinsRun(
-      ['curl', '-s', '-w', '\n%{http_code}', `${secure}/v2/refunds`],
+      [
+        'curl',
+        '-s',
+        '--connect-to',
+        `evil.test:${upstream.port}:secure.test:${upstream.port}`,
+        `https://evil.test:${upstream.port}/v1/echo`,
+      ],
       ['--ca', interceptionCa],
     );
-    const [body, status] = result.stdout.split('\n');
-    expect(status).toBe('403');
-    expect(JSON.parse(body ?? '')).toMatchObject({ error: 'egress_denied', reason: 'path_not_allowed' });
+    expect(result.code).toBe(35);
+    const rows = await within(5_000, async () => {
+      const { rows } = await h.auth.db.query<{ host: string; decision: string }>(
+        "select host, decision from audit_events where reason = 'sni_mismatch'",
+      );
+      return rows.length > 0 ? rows : undefined;
+    });
+    expect(rows).toEqual([{ host: 'secure.test', decision: 'denied' }]);
   });
 
-  it('lets Python (SSL_CERT_FILE) and Node (NODE_EXTRA_CA_CERTS) trust it too', async () => {
-    const python = [
-      'import sys, urllib.request',
-      `r = urllib.request.urlopen("${secure}/v1/python", data=b"from python")`,
-      'sys.stdout.write(r.read().decode())',
+  it('checks plain HTTP inside the tunnel Node fetch opens for an http:// URL, request by request', async () => {
+    const api = `http://api.test:${h.upstream.port}`;
+    const node = [
+      `const one = await fetch("${api}/v1/plain-in-tunnel", { method: "POST", body: "plain body" });`,
+      `const two = await fetch("${api}/v2/plain-in-tunnel");`,
+      'const lines = [one.status + " " + (await one.text()), two.status + " " + (await two.json()).reason];',
+      'process.stdout.write(lines.join("\\n") + "\\n");',
     ].join('\n');
-    const node = `fetch("${secure}/v1/node", { method: "POST", body: "from node" }).then(async (r) => process.stdout.write(await r.text()))`;
-    const [py, js] = await Promise.all([
-      reinsRun(['python3', '-c', python], ['--ca', interceptionCa]),
-      reinsRun([process.execPath, '-e', node], ['--ca', interceptionCa]),
+    const result = await reinsRun([process.execPath, '--input-type=module', '-e', node]);
+    expect(result, result.stderr).toMatchObject({ code: 0 });
+    expect(result.stdout.trim().split('\n')).toEqual(['200 plain body', '403 path_not_allowed']);
+    // Both went through a tunnel the gateway read (inspected), not as absolute-form requests.
+    const { rows } = await h.auth.db.query<{ path: string; inspected: boolean; decision: string }>(
+      "select path, inspected, decision from audit_events where path like '%/plain-in-tunnel' order by path",
+    );
+    expect(rows).toEqual([
+      { path: '/v1/plain-in-tunnel', inspected: true, decision: 'allowed' },
+      { path: '/v2/plain-in-tunnel', inspected: true, decision: 'denied' },
     ]);
-    expect(py, py.stderr).toMatchObject({ code: 0, stdout: 'from python' });
-    expect(js, js.stderr).toMatchObject({ code: 0, stdout: 'from node' });
   });
 
   it('fails certificate verification without --ca (curl exit 60)', async () => {
