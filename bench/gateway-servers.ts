@@ -238,7 +238,15 @@ async function serveReins(upstreamPort: number, backend: TestBackend): Promise<(
   const { db } = auth;
   const log = createLogger('info', pino.destination({ dest: '/dev/null', sync: false }));
   const live = await LiveState.open(db);
-  const audit = new AuditWriter(db, log);
+  // The audit writer's statements, counted: rows per INSERT is what the audit costs hinges on.
+  let auditStatements = 0;
+  const counted = {
+    query: <R>(sql: string, params?: readonly unknown[]) => {
+      auditStatements++;
+      return db.query<R>(sql, params);
+    },
+  };
+  const audit = new AuditWriter(counted, log);
   const metrics = gatewayMetrics(new Registry(), () => audit.depth);
   const openings = [upstreamPort, ...(tls ? [tls.port] : [])].map((port) => {
     const opening = parseOpening(`127.0.0.1/32:${port}`);
@@ -308,6 +316,7 @@ async function serveReins(upstreamPort: number, backend: TestBackend): Promise<(
           cached: { hits: verifiers.cached.hits, misses: verifiers.cached.misses },
           uncached: { hits: verifiers.uncached.hits, misses: verifiers.uncached.misses },
           auditRows: Number(rows[0]?.n ?? 0),
+          auditStatements,
         },
       });
     })();

@@ -33,7 +33,7 @@ import {
   verdict,
 } from './gateway-rows.ts';
 import type { Squid } from './gateway-squid.ts';
-import { UPSTREAM_HOST, UPSTREAM_PATH } from './gateway-wire.ts';
+import { type ReinsStats, UPSTREAM_HOST, UPSTREAM_PATH } from './gateway-wire.ts';
 import { smoke, table } from './harness.ts';
 
 export interface TlsBench {
@@ -214,8 +214,8 @@ export async function runTlsBench(bench: TlsBench): Promise<void> {
         );
   if (peer) rows.push(peer);
 
-  const auditedBefore = new Map<string, number>();
-  for (const { label, child } of bench.reins) auditedBefore.set(label, (await child.stats()).auditRows);
+  const auditedBefore = new Map<string, ReinsStats>();
+  for (const { label, child } of bench.reins) auditedBefore.set(label, await child.stats());
   await measureRows(rows, schedule);
   const plainOf = (r: TlsRow) =>
     rows.find((other) => other.reins?.label === r.reins?.label && other.reins?.tunnel === 'plain');
@@ -274,13 +274,17 @@ export async function runTlsBench(bench: TlsBench): Promise<void> {
 
   // Every inspected request leaves an audit row (and every tunnel one more): check it.
   for (const { label, child } of bench.reins) {
-    const written = (await child.stats()).auditRows - (auditedBefore.get(label) ?? 0);
+    const before = auditedBefore.get(label);
+    const after = await child.stats();
+    const written = after.auditRows - (before?.auditRows ?? 0);
+    const statements = after.auditStatements - (before?.auditStatements ?? 0);
     const inspected = rows
       .filter((r) => r.audited && r.reins?.label === label)
       .reduce((n, r) => n + r.sent, 0);
     console.log(
       `reins (${label}): ${written} audit rows written in the HTTPS part for ${inspected} inspected requests ` +
-        `(${written >= inspected ? 'none missing' : 'SOME MISSING'}; the rest are one per tunnel)`,
+        `(${written >= inspected ? 'none missing' : 'SOME MISSING'}; the rest are one per tunnel), ` +
+        `${(written / Math.max(1, statements)).toFixed(1)} rows per INSERT`,
     );
   }
   for (const r of rows) {

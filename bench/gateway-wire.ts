@@ -43,4 +43,6 @@ export interface ReinsStats {
   readonly uncached: { readonly hits: number; readonly misses: number };
   /** Rows in audit_events once the writer's queue is empty. */
   readonly auditRows: number;
+  /** INSERT statements the audit writer sent so far. */
+  readonly auditStatements: number;
 }

@@ -219,7 +219,8 @@ async function runPlainBench({ upstream, bare, reins, squid, schedule }: PlainBe
       .filter((r) => r.audited && r.name.startsWith(`reins (${label})`))
       .reduce((n, r) => n + r.sent, 0);
     console.log(
-      `reins (${label}): ${stats.auditRows} audit rows written for ${sent} audited requests; token cache hits ` +
+      `reins (${label}): ${stats.auditRows} audit rows written for ${sent} audited requests ` +
+        `(${(stats.auditRows / Math.max(1, stats.auditStatements)).toFixed(1)} rows per INSERT); token cache hits ` +
         `${hitRate(stats.cached)} (default cache), ${hitRate(stats.uncached)} (one-entry cache)`,
     );
   }

@@ -10,7 +10,7 @@ import { ensureInterceptionCa, LeafCache, loadSigningCa } from '../gateway/ca/in
 import { LiveState } from '../gateway/live-state.ts';
 import { gatewayMetrics } from '../gateway/metrics.ts';
 import { startGateway } from '../gateway/proxy.ts';
-import { systemResolver } from '../gateway/resolve.ts';
+import { cachedResolver, systemResolver } from '../gateway/resolve.ts';
 import { localKeys, TokenVerifier } from '../gateway/token.ts';
 import { loadPublicJwks } from '../server/keys/index.ts';
 import type { Db } from '../store/db.ts';
@@ -61,7 +61,7 @@ export async function startGatewayRuntime(
       verifier,
       live,
       openings,
-      resolve: systemResolver,
+      resolve: cachedResolver(systemResolver),
       audit,
       metrics,
       upstreamCa,

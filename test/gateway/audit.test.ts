@@ -179,6 +179,43 @@ describe.each(testBackends())('the audit writer on $name', (backend) => {
     await writer.drain();
   });
 
+  it('lets rows recorded over several turns gather for one INSERT, written at once when the batch is full', async () => {
+    const prefix = uniqueName('gather');
+    const via = wrapped(db);
+    // A delay far longer than the test: only a full batch can start the write.
+    const writer = new AuditWriter(via, quietLogger, { maxBatch: 6, flushDelayMs: 60_000 });
+    for (let i = 0; i < 5; i++) {
+      writer.record(event({ requestId: `${prefix}-${i}` }));
+      await tick();
+    }
+    await sleep(20);
+    expect(via.statements).toBe(0);
+    writer.record(event({ requestId: `${prefix}-5` }));
+    await until(() => writer.depth === 0);
+    expect(via.statements).toBe(1);
+    expect((await rowsOf(db, prefix)).map((r) => r.request_id)).toEqual(
+      Array.from({ length: 6 }, (_, i) => `${prefix}-${i}`),
+    );
+    await writer.drain();
+  });
+
+  it('writes a partial batch once its oldest row has waited the flush delay, and drain never waits', async () => {
+    const prefix = uniqueName('delay');
+    const via = wrapped(db);
+    const writer = new AuditWriter(via, quietLogger, { flushDelayMs: 30 });
+    writer.record(event({ requestId: `${prefix}-0` }));
+    await tick();
+    expect(via.statements).toBe(0);
+    await until(() => writer.depth === 0);
+    expect(via.statements).toBe(1);
+
+    const patient = new AuditWriter(via, quietLogger, { flushDelayMs: 60_000 });
+    patient.record(event({ requestId: `${prefix}-1` }));
+    await patient.drain();
+    expect((await rowsOf(db, prefix)).map((r) => r.request_id)).toEqual([`${prefix}-0`, `${prefix}-1`]);
+    await writer.drain();
+  });
+
   it("stores every field of the event in its column: the chain as JSON, a 407's tenant as null", async () => {
     const prefix = uniqueName('fields');
     const allowed = event({ requestId: `${prefix}-allowed` });
@@ -223,15 +260,15 @@ describe.each(testBackends())('the audit writer on $name', (backend) => {
     expect(await rowsOf(db, prefix)).toEqual([allowed, unauthenticated, denied].map(expectedRow));
   });
 
-  it('never stores the query string, and cleans what PostgreSQL would refuse instead of losing the row', async () => {
+  it('never stores the query string, and cleans what PostgreSQL would refuse (NUL, lone surrogates, numbers out of range) instead of losing the row', async () => {
     const prefix = uniqueName('clean');
     const writer = new AuditWriter(db, quietLogger);
     writer.record(event({ requestId: `${prefix}-query`, path: '/v1/charges?api_key=sk_live_123#frag' }));
     writer.record(
       event({
         requestId: `${prefix}-odd`,
-        path: '/a\0b',
-        delegationChain: { sub: 'agent\0x' },
+        path: '/a\0b\uD800c',
+        delegationChain: { sub: 'agent\0x\uDC00' },
         port: 70_000,
         status: 1.5,
         bytesIn: -3,
@@ -244,8 +281,8 @@ describe.each(testBackends())('the audit writer on $name', (backend) => {
     const [query, odd] = await rowsOf(db, prefix);
     expect(query?.path).toBe('/v1/charges');
     expect(odd).toMatchObject({
-      path: '/a\uFFFDb',
-      delegation_chain: { sub: 'agent\uFFFDx' },
+      path: '/a\uFFFDb\uFFFDc',
+      delegation_chain: { sub: 'agent\uFFFDx\uFFFD' },
       port: null,
       status: null,
       bytes_in: 0,
@@ -357,7 +394,7 @@ describe.each(testBackends())('the audit writer on $name', (backend) => {
     // A content error no retry can fix (SQLSTATE 23514, check_violation), for one row only.
     const via = {
       query<R>(sql: string, params?: readonly unknown[]) {
-        if (params?.includes(poison)) {
+        if (params?.some((param) => String(param).includes(poison))) {
           return Promise.reject(Object.assign(new Error('violates check constraint'), { code: '23514' }));
         }
         return db.query<R>(sql, params);
