@@ -146,8 +146,18 @@ async function measureOpenings(target: LoadTarget, count: number): Promise<Openi
   return { p50: at(0.5), p99: at(0.99), count };
 }
 
-export async function runTlsBench(bench: TlsBench): Promise<void> {
-  const { upstream, schedule } = bench;
+/** The rows of the HTTPS part, and the ones the others are compared with. */
+interface TlsRows {
+  readonly rows: readonly TlsRow[];
+  readonly direct: TlsRow;
+  readonly floor: TlsRow;
+  readonly peer: TlsRow | undefined;
+  /** The plain tunnel through the same reins as `r`. */
+  plainOf(r: TlsRow): TlsRow | undefined;
+}
+
+function tlsRows(bench: TlsBench): TlsRows {
+  const { upstream } = bench;
   const upstreamCa = upstream.ready.caPem;
   if (upstreamCa === undefined) throw new Error('the HTTPS upstream did not send its CA');
   const port = Number(new URL(upstream.ready.url).port);
@@ -158,6 +168,8 @@ export async function runTlsBench(bench: TlsBench): Promise<void> {
     headers: () => ({}),
     connect,
   });
+  const through = (proxy: string, token: string | undefined, ca: string) =>
+    target(tunnelConnector(proxy, authority, token === undefined ? undefined : `Bearer ${token}`, ca));
 
   const direct: TlsRow = row(
     'direct HTTPS (no proxy)',
@@ -169,37 +181,35 @@ export async function runTlsBench(bench: TlsBench): Promise<void> {
   const floor: TlsRow = row(
     'bare Node proxy, inspecting (floor)',
     bench.bare.pid,
-    target(tunnelConnector(bench.bare.ready.url, authority, undefined, bareCa)),
+    through(bench.bare.ready.url, undefined, bareCa),
   );
   const rows: TlsRow[] = [direct, floor];
   for (const { label, child } of bench.reins) {
     const facts = child.ready.tls;
     if (facts === undefined) throw new Error(`reins (${label}) did not set up the HTTPS upstream`);
-    const through = (token: string, ca: string, url = child.ready.url) =>
-      target(tunnelConnector(url, authority, `Bearer ${token}`, ca));
+    const { url, unauditedUrl } = child.ready;
     rows.push(
       {
-        ...row(`reins (${label}), plain tunnel`, child.pid, through(facts.wholeToken, upstreamCa)),
+        ...row(`reins (${label}), plain tunnel`, child.pid, through(url, facts.wholeToken, upstreamCa)),
         reins: { label, tunnel: 'plain' },
       },
       {
         ...row(
           `reins (${label}), inspected tunnel`,
           child.pid,
-          through(facts.scopedToken, facts.interceptionCaPem),
+          through(url, facts.scopedToken, facts.interceptionCaPem),
           true,
         ),
         reins: { label, tunnel: 'inspected' },
       },
     );
     // What the audit costs an inspected request (full runs, PGlite: as in the plain part).
-    const { unauditedUrl } = child.ready;
     if (smoke || label !== 'PGlite' || !unauditedUrl) continue;
     rows.push(
       row(
         `reins (${label}), inspected tunnel, audit off (ablation)`,
         child.pid,
-        through(facts.scopedToken, facts.interceptionCaPem, unauditedUrl),
+        through(unauditedUrl, facts.scopedToken, facts.interceptionCaPem),
       ),
     );
   }
@@ -210,16 +220,21 @@ export async function runTlsBench(bench: TlsBench): Promise<void> {
       : row(
           `${squid.version.replace(/^Squid Cache: Version /, 'squid ')}, ssl_bump`,
           squid.pid,
-          target(tunnelConnector(squid.url, authority, undefined, squid.caPem)),
+          through(squid.url, undefined, squid.caPem),
         );
   if (peer) rows.push(peer);
-
-  const auditedBefore = new Map<string, ReinsStats>();
-  for (const { label, child } of bench.reins) auditedBefore.set(label, await child.stats());
-  await measureRows(rows, schedule);
   const plainOf = (r: TlsRow) =>
     rows.find((other) => other.reins?.label === r.reins?.label && other.reins?.tunnel === 'plain');
+  return { rows, direct, floor, peer, plainOf };
+}
 
+export async function runTlsBench(bench: TlsBench): Promise<void> {
+  const { schedule } = bench;
+  const { rows, direct, floor, peer, plainOf } = tlsRows(bench);
+  const statsBefore = new Map<string, ReinsStats>();
+  for (const { label, child } of bench.reins) statsBefore.set(label, await child.stats());
+
+  await measureRows(rows, schedule);
   const inspected = (r: TlsRow, text: string) => (r.reins?.tunnel === 'inspected' ? text : '–');
   const lines = tableLines(rows, schedule.concurrency, (r: TlsRow, connections) => [
     ratio(r, direct, connections),
@@ -231,22 +246,9 @@ export async function runTlsBench(bench: TlsBench): Promise<void> {
   console.log(
     `\n#### bench/gateway: small GET over keep-alive HTTPS, reused connections (${seconds} s per cell after ${warmSeconds} s warm-up, ${rounds === 1 ? 'one round' : `median of ${rounds} rounds`})\n`,
   );
+  const ratios = ['vs direct HTTPS', 'vs plain tunnel', 'vs bare inspecting', 'vs squid ssl_bump'];
   console.log(
-    table(
-      [
-        'path',
-        'connections',
-        'requests',
-        'vs direct HTTPS',
-        'vs plain tunnel',
-        'vs bare inspecting',
-        'vs squid ssl_bump',
-        'p50',
-        'p99',
-        'proxy CPU/request',
-      ],
-      lines,
-    ),
+    table(['path', 'connections', 'requests', ...ratios, 'p50', 'p99', 'proxy CPU/request'], lines),
   );
 
   // New connections, one at a time, every row after the other.
@@ -257,13 +259,19 @@ export async function runTlsBench(bench: TlsBench): Promise<void> {
     openings.set(r, await measureOpenings(r.target, count));
     r.sent += OPENING_WARM_UPS + count;
   }
+  const addedOf = (r: TlsRow): number | undefined => {
+    const mine = openings.get(r);
+    const plain = r.reins?.tunnel === 'inspected' ? plainOf(r) : undefined;
+    const theirs = plain && openings.get(plain);
+    return mine && theirs ? mine.p50 - theirs.p50 : undefined;
+  };
   const openingLines = [...openings].map(([r, o]) => {
-    const plain = r.reins?.tunnel === 'inspected' ? openings.get(plainOf(r) as TlsRow) : undefined;
+    const added = addedOf(r);
     return [
       r.name,
       `${o.p50.toFixed(2)} ms`,
       `${o.p99.toFixed(2)} ms`,
-      plain ? `${(o.p50 - plain.p50).toFixed(2)} ms` : '–',
+      added === undefined ? '–' : `${added.toFixed(2)} ms`,
     ];
   });
   console.log(
@@ -272,21 +280,7 @@ export async function runTlsBench(bench: TlsBench): Promise<void> {
   console.log(table(['path', 'p50', 'p99', 'added over a new plain tunnel (p50)'], openingLines));
   console.log('');
 
-  // Every inspected request leaves an audit row (and every tunnel one more): check it.
-  for (const { label, child } of bench.reins) {
-    const before = auditedBefore.get(label);
-    const after = await child.stats();
-    const written = after.auditRows - (before?.auditRows ?? 0);
-    const statements = after.auditStatements - (before?.auditStatements ?? 0);
-    const inspected = rows
-      .filter((r) => r.audited && r.reins?.label === label)
-      .reduce((n, r) => n + r.sent, 0);
-    console.log(
-      `reins (${label}): ${written} audit rows written in the HTTPS part for ${inspected} inspected requests ` +
-        `(${written >= inspected ? 'none missing' : 'SOME MISSING'}; the rest are one per tunnel), ` +
-        `${(written / Math.max(1, statements)).toFixed(1)} rows per INSERT`,
-    );
-  }
+  await reportAudit(bench, rows, statsBefore);
   for (const r of rows) {
     if (r.reins?.tunnel !== 'inspected') continue;
     const plain = plainOf(r);
@@ -297,12 +291,32 @@ export async function runTlsBench(bench: TlsBench): Promise<void> {
           verdict(value, `${value?.toFixed(2)}×`, (value ?? 0) >= 0.6),
       );
     }
-    const mine = openings.get(r);
-    const theirs = plain && openings.get(plain);
-    const added = mine && theirs ? mine.p50 - theirs.p50 : undefined;
+    const added = addedOf(r);
     console.log(
       `target, ${r.name}, a new connection adds < 5 ms at p50 over a new plain tunnel: ` +
         verdict(added, `${added?.toFixed(2)} ms`, (added ?? Number.POSITIVE_INFINITY) < 5),
+    );
+  }
+}
+
+/** Every inspected request leaves an audit row (and every tunnel one more): checks it. */
+async function reportAudit(
+  bench: TlsBench,
+  rows: readonly TlsRow[],
+  statsBefore: ReadonlyMap<string, ReinsStats>,
+): Promise<void> {
+  for (const { label, child } of bench.reins) {
+    const before = statsBefore.get(label);
+    const after = await child.stats();
+    const written = after.auditRows - (before?.auditRows ?? 0);
+    const statements = after.auditStatements - (before?.auditStatements ?? 0);
+    const inspected = rows
+      .filter((r) => r.audited && r.reins?.label === label)
+      .reduce((n, r) => n + r.sent, 0);
+    console.log(
+      `reins (${label}): ${written} audit rows written in the HTTPS part for ${inspected} inspected requests ` +
+        `(${written >= inspected ? 'none missing' : 'SOME MISSING'}; the rest are one per tunnel), ` +
+        `${(written / Math.max(1, statements)).toFixed(1)} rows per INSERT`,
     );
   }
 }

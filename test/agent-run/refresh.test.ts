@@ -1,8 +1,11 @@
 // `reins run` keeps an agent working across many token lifetimes: the policy gives the worker
 // 10-second tokens (the shortest a policy allows), and loops of requests run for more than two
 // of them, each answered by the upstream, under several tokens: curl (absolute-form requests,
-// kept-alive connections to the gateway) and Node's fetch (CONNECT tunnels, which the gateway
-// closes when the token they were opened with expires).
+// kept-alive connections to the gateway) and Node's fetch (CONNECT tunnels, plain and inspected,
+// which the gateway closes when the token they were opened with expires).
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   gatewayPolicy,
@@ -12,6 +15,7 @@ import {
   WORKER_SECRET,
   within,
 } from '../gateway/support.ts';
+import { type HttpsUpstream, makeCa, startHttpsUpstream, testInterceptor } from '../gateway/tls-support.ts';
 import { basic, requestToken } from '../server/provider/support.ts';
 import { testBackends } from '../support/db.ts';
 import { runReins } from '../support/run-reins.ts';
@@ -24,9 +28,26 @@ const LOOP_SECONDS = 24;
 
 describe('reins run across token lifetimes', () => {
   let h: Harness;
+  let secure: HttpsUpstream;
+  let dir: string;
+  let interceptionCa: string;
   beforeAll(async () => {
-    h = await startHarness(backend);
-    const files = gatewayPolicy(h.upstream.port);
+    const upstreamAuthority = await makeCa('upstream test CA');
+    const interception = await makeCa('interception test CA');
+    secure = await startHttpsUpstream(upstreamAuthority, 'secure.test');
+    // A path-scoped rule on HTTPS: Node's fetch gets inspected tunnels.
+    const extra = [`GET https://secure.test:${secure.port}/v1/`];
+    h = await startHarness(backend, {
+      extraEgress: () => extra,
+      hosts: { 'secure.test': ['127.0.0.1'] },
+      openings: [`127.0.0.1/32:${secure.port}`],
+      interceptor: testInterceptor(interception),
+      upstreamCa: upstreamAuthority.certPem,
+    });
+    dir = await mkdtemp(join(tmpdir(), 'reins-run-refresh-'));
+    interceptionCa = join(dir, 'interception-ca.pem');
+    await writeFile(interceptionCa, interception.certPem);
+    const files = gatewayPolicy(h.upstream.port, extra);
     const acme = files['acme.yaml']?.replace('token_ttl: 300', `token_ttl: ${TTL_SECONDS}`);
     await h.applyPolicy({ ...files, 'acme.yaml': String(acme) });
     // The server reloads its clients on the policy notification.
@@ -41,9 +62,11 @@ describe('reins run across token lifetimes', () => {
   });
   afterAll(async () => {
     await h?.close();
+    await secure?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const reinsRun = (command: string[]) =>
+  const reinsRun = (command: string[], extra: string[] = []) =>
     runReins([
       'run',
       '--agent',
@@ -54,9 +77,25 @@ describe('reins run across token lifetimes', () => {
       h.proxyUrl,
       '--issuer',
       h.auth.url,
+      ...extra,
       '--',
       ...command,
     ]);
+
+  /** A Node script fetching `url`/0, /1, … every 500 ms for LOOP_SECONDS; prints the statuses. */
+  const fetchLoop = (url: string) =>
+    [
+      'const statuses = [];',
+      '(async () => {',
+      `  for (let i = 0; i < ${LOOP_SECONDS * 2}; i++) {`,
+      `    const r = await fetch("${url}/" + i).catch((e) => ({ status: String(e.cause?.code ?? e.message), text: async () => "" }));`,
+      '    await r.text();',
+      '    statuses.push(r.status);',
+      '    await new Promise((resolve) => setTimeout(resolve, 500));',
+      '  }',
+      '  process.stdout.write(statuses.join(" "));',
+      '})();',
+    ].join('\n');
 
   it.concurrent(
     'refreshes the token before it expires, so a loop of requests never sees a 407',
@@ -86,19 +125,7 @@ describe('reins run across token lifetimes', () => {
     'keeps Node’s fetch working as the tunnels of expired tokens are closed',
     async () => {
       const url = `http://whole.test:${h.upstream.port}/fetch-loop`;
-      const script = [
-        'const statuses = [];',
-        '(async () => {',
-        `  for (let i = 0; i < ${LOOP_SECONDS * 2}; i++) {`,
-        `    const r = await fetch("${url}/" + i).catch((e) => ({ status: String(e.cause?.code ?? e.message), text: async () => "" }));`,
-        '    await r.text();',
-        '    statuses.push(r.status);',
-        '    await new Promise((resolve) => setTimeout(resolve, 500));',
-        '  }',
-        '  process.stdout.write(statuses.join(" "));',
-        '})();',
-      ].join('\n');
-      const result = await reinsRun([process.execPath, '-e', script]);
+      const result = await reinsRun([process.execPath, '-e', fetchLoop(url)]);
       expect(result.code, result.stderr).toBe(0);
       const statuses = result.stdout.split(' ');
       expect(statuses).toHaveLength(LOOP_SECONDS * 2);
@@ -111,6 +138,27 @@ describe('reins run across token lifetimes', () => {
         );
         return (rows[0]?.tokens ?? 0) >= 3;
       });
+    },
+    LOOP_SECONDS * 1000 + 30_000,
+  );
+
+  it.concurrent(
+    'keeps Node’s fetch working through inspected tunnels as their tokens expire',
+    async () => {
+      const url = `https://secure.test:${secure.port}/v1/inspected-loop`;
+      const result = await reinsRun([process.execPath, '-e', fetchLoop(url)], ['--ca', interceptionCa]);
+      expect(result.code, result.stderr).toBe(0);
+      const statuses = result.stdout.split(' ');
+      expect(statuses).toHaveLength(LOOP_SECONDS * 2);
+      expect(new Set(statuses)).toEqual(new Set(['200']));
+      // Every request was inspected, under several tokens (rows land once their answers end).
+      const counted = await within(5_000, async () => {
+        const { rows } = await h.auth.db.query<{ tokens: number; inspected: number }>(
+          "select count(distinct jti)::int as tokens, count(*)::int as inspected from audit_events where path like '/v1/inspected-loop/%' and inspected",
+        );
+        return rows[0]?.inspected === LOOP_SECONDS * 2 ? rows[0] : undefined;
+      });
+      expect(counted.tokens).toBeGreaterThanOrEqual(3);
     },
     LOOP_SECONDS * 1000 + 30_000,
   );
