@@ -4,9 +4,9 @@
 //
 // Group commit, as in the token ledger (src/server/provider/ledger-batch.ts), but since nobody
 // waits for an audit row (a request is answered without waiting for the database), a row may
-// wait a little for others: a batch is written once maxBatch rows are queued or its oldest row
-// has waited flushDelayMs (10 ms), whichever comes first. One batch is in flight at a time; rows
-// arriving meanwhile form the next one. Why wait: every INSERT is a commit, and on PostgreSQL a
+// wait a little for others: a batch is written once maxBatch rows are queued or flushDelayMs
+// (10 ms) after the first row came or the previous write ended, whichever comes first. One batch
+// is in flight at a time; rows arriving meanwhile form the next one. Why wait: every INSERT is a commit, and on PostgreSQL a
 // commit waits for its WAL flush; written on the next turn of the event loop, batches held about
 // 5 rows at 3,000 requests/s (600 commits/s, more than many disks flush), and after 10 ms 30 to
 // 70 (docs/performance.md).
@@ -129,13 +129,20 @@ const integerIn = (value: number | null, min: number, max: number): number | nul
   Number.isInteger(value) && (value as number) >= min && (value as number) <= max ? value : null;
 const count = (value: number): number => (Number.isSafeInteger(value) && value > 0 ? value : 0);
 
+/** Strings and object keys cleaned, at every depth (a cycle overflows the stack: caught below). */
+function cleanDeep(value: unknown): unknown {
+  if (typeof value === 'string') return clean(value);
+  if (Array.isArray(value)) return value.map(cleanDeep);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [clean(key), cleanDeep(inner)]));
+  }
+  return value;
+}
+
 function chainJson(chain: unknown): string | null {
   if (chain === null || chain === undefined) return null;
   try {
-    return (
-      JSON.stringify(chain, (_key, value: unknown) => (typeof value === 'string' ? clean(value) : value)) ??
-      null
-    );
+    return JSON.stringify(cleanDeep(chain)) ?? null;
   } catch {
     // Not JSON (a cycle, a BigInt): nothing a verified token's claim can be.
     return null;

@@ -176,6 +176,13 @@ export async function openInspected(
     socket.destroy();
     return;
   }
+  // The client may have gone while the leaf was issued. A TLSSocket made on a closed socket would
+  // never close, and nothing would time it out (threat: a client opening and resetting tunnels
+  // to hosts without a leaf yet, each leaving a TLS session behind).
+  if (socket.destroyed || socket.readableEnded) {
+    socket.destroy();
+    return;
+  }
   // TLS goes on the socket itself, so that OpenSSL reads and writes its native handle (through a
   // JavaScript stream every TLS record costs a round of stream calls and a write of its own). The
   // bytes already read are put back: a new TLSSocket takes in what its socket holds buffered.

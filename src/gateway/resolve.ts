@@ -48,7 +48,8 @@ export function cachedResolver(inner: Resolver, options: CachedResolverOptions =
   const ttlMs = options.ttlMs ?? 5_000;
   const negativeTtlMs = options.negativeTtlMs ?? 1_000;
   const maxEntries = Math.max(1, options.maxEntries ?? 10_000);
-  const now = options.now ?? Date.now;
+  // A monotonic clock: a wall clock set back would keep answers for longer.
+  const now = options.now ?? (() => performance.now());
   const answers = new Map<string, { readonly addresses: readonly string[]; readonly until: number }>();
   const pending = new Map<string, Promise<readonly string[]>>();
   return (name) => {

@@ -268,7 +268,7 @@ describe.each(testBackends())('the audit writer on $name', (backend) => {
       event({
         requestId: `${prefix}-odd`,
         path: '/a\0b\uD800c',
-        delegationChain: { sub: 'agent\0x\uDC00' },
+        delegationChain: { sub: 'agent\0x\uDC00', 'k\0ey': ['v\uD800'] },
         port: 70_000,
         status: 1.5,
         bytesIn: -3,
@@ -282,7 +282,7 @@ describe.each(testBackends())('the audit writer on $name', (backend) => {
     expect(query?.path).toBe('/v1/charges');
     expect(odd).toMatchObject({
       path: '/a\uFFFDb\uFFFDc',
-      delegation_chain: { sub: 'agent\uFFFDx\uFFFD' },
+      delegation_chain: { sub: 'agent\uFFFDx\uFFFD', 'k\uFFFDey': ['v\uFFFD'] },
       port: null,
       status: null,
       bytes_in: 0,
