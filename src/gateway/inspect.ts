@@ -29,6 +29,9 @@ export interface Interceptor {
 
 export type InterceptMode = 'auto' | 'always' | 'never';
 
+/** In its token's last seconds an inspected tunnel is closed after each answer. */
+export const TUNNEL_WIND_DOWN_SECONDS = 5;
+
 /** What an inspected tunnel is bound to; its inner requests are checked against it. */
 export interface Tunnel {
   readonly facts: TokenFacts;
@@ -225,10 +228,16 @@ export async function onInnerRequest(core: Core, req: IncomingMessage, res: Serv
   res.setHeader(REQUEST_ID_HEADER, requestId);
   const { facts } = tunnel;
   const scheme = (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http';
-  if (options.live.isRevoked(facts.jti) || facts.exp <= Math.floor(now().getTime() / 1000)) {
+  const nowSeconds = Math.floor(now().getTime() / 1000);
+  if (options.live.isRevoked(facts.jti) || facts.exp <= nowSeconds) {
     req.socket.destroy();
     return;
   }
+  // Wound down between requests near its token's expiry: the answer says `Connection: close` and
+  // the client sends its next request on a new tunnel, opened with a fresh token (`reins run`
+  // hands one out before this window). Otherwise the tunnel would be cut at expiry, perhaps
+  // under a request the client had just sent.
+  if (facts.exp - nowSeconds <= TUNNEL_WIND_DOWN_SECONDS) res.shouldKeepAlive = false;
   const hosts = headerValues(req, 'host');
   const url = req.url ?? '';
   const absolute = /^https?:\/\//i.test(url);

@@ -161,6 +161,34 @@ describe.each(testBackends())('inspected tunnels on $name', (backend) => {
     expect(lines[2]).toBe('200 0');
   });
 
+  it('winds a tunnel down in its token’s last seconds: each answer closes the connection', async () => {
+    // 4 s left (the wind-down starts 5 s before expiry): both requests pass, each on its own
+    // tunnel, instead of the second meeting a tunnel cut at expiry.
+    const ending = await h.forgedToken({
+      exp: Math.floor(Date.now() / 1000) + 4,
+      authorization_details: [{ type: 'egress', locations: [`${secure}/v1`] }],
+    });
+    const each = (path: string) => [
+      '-s',
+      '-D',
+      '-',
+      '-o',
+      '/dev/null',
+      '--proxy',
+      h.proxyUrl,
+      '--proxy-header',
+      `Proxy-Authorization: Bearer ${ending}`,
+      '--cacert',
+      caFile,
+      '-w',
+      '%{http_code} %{num_connects}\n',
+      `${secure}${path}`,
+    ];
+    const { stdout } = await run('curl', [...each('/v1/a'), '--next', ...each('/v1/b')]);
+    expect(stdout.match(/^connection: close\r?$/gim)).toHaveLength(2);
+    expect(stdout.match(/^[0-9]{3} [0-9]+$/gm)).toEqual(['200 1', '200 1']);
+  });
+
   it('says why inside the tunnel, and audits every inner request as inspected', async () => {
     const denied = await curl([`${secure}/v2/admin`]);
     expect(denied.status).toBe(403);
