@@ -121,6 +121,9 @@ export function decideExchange(input: ExchangeInput): Exchange {
   return {
     ...narrowed,
     ttl,
+    // The TTL is counted from `now`; the token is minted a moment later, perhaps in the next
+    // second. Its exp is capped here so that it never outlives its subject token.
+    notAfter: subject.exp,
     sub: subject.sub,
     actors: chain.actors,
     act: actClaimOf(chain.actors) as ActClaim,

@@ -205,6 +205,10 @@ export function createProvider(options: ProviderOptions): Provider {
           payload.scope = decision.scope || undefined;
           if (decision.sub !== undefined) payload.sub = decision.sub;
           if (decision.act !== undefined) payload.act = decision.act;
+          // A delegated token never outlives its subject token, whatever second it is minted in.
+          if (decision.notAfter !== undefined && Number(payload.exp) > decision.notAfter) {
+            payload.exp = decision.notAfter;
+          }
           await record({
             jti: String(payload.jti),
             tenant: decision.tenant,
@@ -229,10 +233,22 @@ export function createProvider(options: ProviderOptions): Provider {
   // path as agent tokens: the TTL, extra claims and JWT customizer read its decision.
   const ResourceServer = (provider as unknown as { ResourceServer: ResourceServerClass }).ResourceServer;
   async function mint(ctx: KoaContextWithOIDC, grant: ExchangeGrant): Promise<string> {
-    const { sub, act, parentJti, agent, clientId, tenant, ttl, scope, egress, authorizationDetails } = grant;
+    const {
+      sub,
+      act,
+      parentJti,
+      agent,
+      clientId,
+      tenant,
+      ttl,
+      notAfter,
+      scope,
+      egress,
+      authorizationDetails,
+    } = grant;
     decisions.set(ctx, {
       ok: true,
-      ...{ egress, authorizationDetails, scope, ttl, clientId, tenant, agent, sub, act, parentJti },
+      ...{ egress, authorizationDetails, scope, ttl, notAfter, clientId, tenant, agent, sub, act, parentJti },
       kind: 'token_exchange',
     });
     const client = ctx.oidc.client;

@@ -44,6 +44,8 @@ export type Issuance =
       readonly scope: string;
       /** Seconds. */
       readonly ttl: number;
+      /** The latest `exp` the token may carry (a delegated token: its subject token's). */
+      readonly notAfter?: number;
     }
   | { readonly ok: false; readonly error: IssuanceRefusal; readonly detail: string };
 
