@@ -256,7 +256,12 @@ async function serveReins(upstreamPort: number, backend: TestBackend): Promise<(
   // As src/runtime/gateway.ts makes and loads it.
   await ensureInterceptionCa(db, { now: new Date(), warn: () => undefined });
   const leaves = new LeafCache(await loadSigningCa(db, { now: new Date() }));
-  const keys = localKeys(() => loadPublicJwks(db));
+  // Counted: bench/gateway-kids shows how many reads a flood of unknown key ids costs.
+  let keyReads = 0;
+  const keys = localKeys(() => {
+    keyReads++;
+    return loadPublicJwks(db);
+  });
   // As src/runtime/gateway.ts builds it, token cache metrics included.
   const verifierOptions = {
     issuer: auth.url,
@@ -317,6 +322,7 @@ async function serveReins(upstreamPort: number, backend: TestBackend): Promise<(
           uncached: { hits: verifiers.uncached.hits, misses: verifiers.uncached.misses },
           auditRows: Number(rows[0]?.n ?? 0),
           auditStatements,
+          keyReads,
         },
       });
     })();

@@ -45,4 +45,6 @@ export interface ReinsStats {
   readonly auditRows: number;
   /** INSERT statements the audit writer sent so far. */
   readonly auditStatements: number;
+  /** Reads of the published key set (the gateway's token keys) from the database so far. */
+  readonly keyReads: number;
 }

@@ -29,7 +29,8 @@ import { formatRate, smoke, table } from './harness.ts';
 
 const GATEWAY = 'https://gateway.reins.test';
 const CLIENT_ID = 'billing-agent';
-const SECRET = 'billing-secret-used-only-in-the-benchmark';
+// The example secret policies/acme.yaml publishes (auth.example_secret, checked against its hash).
+const SECRET = 'reins-example-billing-secret';
 const SECRET_ENV = 'ACME_BILLING_AGENT_SECRET';
 
 type Role = 'bare' | 'pglite' | 'pg';

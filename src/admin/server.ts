@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import type { Registry } from 'prom-client';
+import { ADMIN_API_PREFIX, type AdminApiOptions, adminApi } from './api.ts';
 
 /** One readiness check: resolves to a short status, rejects (or returns ok: false) when not ready. */
 export type ReadinessCheck = () => Promise<{ ok: boolean; detail?: string }>;
@@ -14,6 +15,8 @@ export interface AdminOptions {
   readonly port: number;
   readonly checks: Readonly<Record<string, ReadinessCheck>>;
   readonly registry: Registry;
+  /** The admin API (`reins serve` only; a lone gateway has none). */
+  readonly api?: AdminApiOptions | undefined;
 }
 
 export interface AdminServer {
@@ -44,9 +47,18 @@ async function runChecks(checks: AdminOptions['checks']) {
   return { ok: results.every(([, r]) => r.ok), checks: Object.fromEntries(results) };
 }
 
-export function adminApp(options: Pick<AdminOptions, 'checks' | 'registry'>): Koa {
+// The probes mean one thing each (docs/configuration.md, "Health"): /livez, the process is
+// alive and answering (restart it when this fails); /readyz, it can serve now (send it traffic
+// only when this passes: 503 while the database is down); /healthz, the same checks as a report
+// for people, always 200 while the process answers, so that a probe wired to it by habit never
+// restarts a healthy process for a database outage a restart cannot fix.
+export function adminApp(options: Pick<AdminOptions, 'checks' | 'registry' | 'api'>): Koa {
   const app = new Koa();
   app.use(async (ctx) => {
+    if (options.api && ctx.path.startsWith(ADMIN_API_PREFIX)) {
+      await adminApi(ctx, options.api);
+      return;
+    }
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       ctx.status = 405;
       return;
@@ -58,7 +70,7 @@ export function adminApp(options: Pick<AdminOptions, 'checks' | 'registry'>): Ko
       case '/readyz':
       case '/healthz': {
         const report = await runChecks(options.checks);
-        ctx.status = report.ok ? 200 : 503;
+        ctx.status = report.ok || ctx.path === '/healthz' ? 200 : 503;
         ctx.body =
           ctx.path === '/readyz'
             ? { status: report.ok ? 'ready' : 'not_ready', ...report }

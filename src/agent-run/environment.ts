@@ -41,12 +41,32 @@ export function proxyVariables(proxyUrl: string, ca: CaFiles | undefined): Varia
   return vars;
 }
 
-/** `base` (the caller's environment) with `vars` set and the no-proxy lists removed. */
-export function childEnvironment(base: Readonly<Record<string, string | undefined>>, vars: Variables) {
+/**
+ * reins's own credentials, never handed to the command. Threat: the command is the agent a
+ * prompt injection may steer; an operator's shell often holds the admin API credential (which
+ * can apply any policy), the database URL, the key-encryption secret — and the agent's own
+ * client secret, which would let it mint tokens without reins run's leash.
+ */
+export const WITHHELD_VARIABLES = [
+  'REINS_ADMIN_TOKEN',
+  'REINS_SERVER',
+  'DATABASE_URL',
+  'REINS_SECRET_KEY',
+] as const;
+
+/**
+ * `base` (the caller's environment) with `vars` set, the no-proxy lists removed, and reins's
+ * credentials withheld (WITHHELD_VARIABLES and `withhold`, e.g. the --secret-env variable).
+ */
+export function childEnvironment(
+  base: Readonly<Record<string, string | undefined>>,
+  vars: Variables,
+  withhold: readonly string[] = [],
+) {
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(base)) if (value !== undefined) env[name] = value;
   Object.assign(env, vars);
-  for (const name of NO_PROXY_VARIABLES) delete env[name];
+  for (const name of [...NO_PROXY_VARIABLES, ...WITHHELD_VARIABLES, ...withhold]) delete env[name];
   return env;
 }
 

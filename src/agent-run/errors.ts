@@ -21,8 +21,10 @@ export type AgentRunErrorCode =
   | 'token_command_output'
   /** The --ca file cannot be read. */
   | 'ca_unreadable'
-  /** The --ca file holds no PEM certificate. */
+  /** The --ca file, or the bundle the issuer served, holds no usable CA certificate. */
   | 'ca_invalid'
+  /** The issuer serves no interception CA (none yet, an error), or it cannot be kept on disk. */
+  | 'ca_unavailable'
   /** No usable token arrived within the wait (the refresh keeps failing). */
   | 'token_unavailable';
 

@@ -1,12 +1,18 @@
 // Client credentials at the issuer's token endpoint (RFC 6749 §4.4), with the endpoint found
-// through RFC 8414 discovery, and the client authenticated by client_secret_basic or
-// private_key_jwt (RFC 7523; client-assertion.ts signs the assertion).
+// through RFC 8414 discovery, and the client authenticated by client_secret_basic,
+// client_secret_post or private_key_jwt (RFC 7523; client-assertion.ts signs the assertion).
+// The server accepts a secret only by the method the client is declared with.
 import { AgentRunError } from './errors.ts';
+import { ISSUER_TIMEOUT_MS, issuerMetadata, printable, readJson, send, trimSlash } from './issuer-http.ts';
 import { jwtExpiry } from './jwt-expiry.ts';
 import type { ObtainedToken, ObtainToken } from './token-source.ts';
 
 export type ClientAuthentication =
-  | { readonly method: 'client_secret_basic'; readonly clientId: string; readonly secret: string }
+  | {
+      readonly method: 'client_secret_basic' | 'client_secret_post';
+      readonly clientId: string;
+      readonly secret: string;
+    }
   | {
       readonly method: 'private_key_jwt';
       readonly clientId: string;
@@ -24,13 +30,12 @@ export interface ClientCredentialsOptions {
   readonly now?: () => number;
 }
 
-const DISCOVERY_PATH = '/.well-known/oauth-authorization-server';
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
 /** An ObtainToken that asks the token endpoint for a new token on every call. */
 export function clientCredentials(options: ClientCredentialsOptions): ObtainToken {
   const now = options.now ?? Date.now;
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timeoutMs = options.timeoutMs ?? ISSUER_TIMEOUT_MS;
   let endpoint: Promise<string> | undefined;
   return async () => {
     // Discovered once; a failed discovery (issuer down) is tried again on the next call.
@@ -44,30 +49,14 @@ export function clientCredentials(options: ClientCredentialsOptions): ObtainToke
 }
 
 /**
- * The issuer's token endpoint from its RFC 8414 metadata; `<issuer>/token` when the issuer
- * publishes none. The metadata must name the issuer that was asked (RFC 8414 §3.3): a
- * document naming another would send the agent's credentials where the operator did not say.
+ * The issuer's token endpoint from its RFC 8414 metadata (which must name the issuer asked:
+ * issuer-http.ts); `<issuer>/token` when the issuer publishes none.
  */
-export async function discoverTokenEndpoint(issuer: string, timeoutMs = 10_000): Promise<string> {
-  const base = new URL(issuer);
-  // RFC 8414 §3.1: the well-known segment goes between the host and the issuer's path.
-  const path = base.pathname === '/' ? '' : base.pathname.replace(/\/$/, '');
-  const url = new URL(`${DISCOVERY_PATH}${path}`, base.origin);
-  const response = await send(url, { method: 'GET', headers: { accept: 'application/json' } }, timeoutMs);
-  const fallback = `${issuer.replace(/\/$/, '')}/token`;
-  if (response.status !== 200) {
-    await response.body?.cancel();
-    return fallback;
-  }
-  const metadata = await readJson(response);
-  if (metadata === undefined) return fallback;
-  if (typeof metadata.issuer === 'string' && trimSlash(metadata.issuer) !== trimSlash(issuer)) {
-    throw new AgentRunError(
-      'issuer_mismatch',
-      `${url.href} names the issuer ${printable(metadata.issuer)}, not ${issuer}; pass --issuer ${printable(metadata.issuer)}`,
-    );
-  }
-  return typeof metadata.token_endpoint === 'string' ? metadata.token_endpoint : fallback;
+export async function discoverTokenEndpoint(issuer: string, timeoutMs = ISSUER_TIMEOUT_MS): Promise<string> {
+  const metadata = await issuerMetadata(issuer, timeoutMs);
+  return typeof metadata?.token_endpoint === 'string'
+    ? metadata.token_endpoint
+    : `${trimSlash(issuer)}/token`;
 }
 
 async function requestToken(
@@ -83,14 +72,17 @@ async function requestToken(
     accept: 'application/json',
   };
   const { auth } = options;
-  if (auth.method === 'client_secret_basic') {
-    // RFC 6749 §2.3.1: both parts form-encoded before base64.
-    const pair = `${encodeURIComponent(auth.clientId)}:${encodeURIComponent(auth.secret)}`;
-    headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
-  } else {
+  if (auth.method === 'private_key_jwt') {
     form.set('client_id', auth.clientId);
     form.set('client_assertion_type', ASSERTION_TYPE);
     form.set('client_assertion', await auth.assertion(tokenEndpoint));
+  } else if (auth.method === 'client_secret_post') {
+    form.set('client_id', auth.clientId);
+    form.set('client_secret', auth.secret);
+  } else {
+    // RFC 6749 §2.3.1: both parts form-encoded before base64.
+    const pair = `${encodeURIComponent(auth.clientId)}:${encodeURIComponent(auth.secret)}`;
+    headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
   }
   const sentAt = now();
   const response = await send(
@@ -131,44 +123,4 @@ async function requestToken(
     );
   }
   return { token, expiresAt };
-}
-
-async function send(url: URL, init: RequestInit, timeoutMs: number): Promise<Response> {
-  try {
-    return await fetch(url, { ...init, redirect: 'error', signal: AbortSignal.timeout(timeoutMs) });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
-    const why =
-      err instanceof Error && err.name === 'TimeoutError'
-        ? `no answer within ${timeoutMs} ms`
-        : typeof cause?.code === 'string'
-          ? cause.code
-          : typeof cause?.message === 'string'
-            ? cause.message
-            : err instanceof Error
-              ? err.message
-              : String(err);
-    throw new AgentRunError('issuer_unreachable', `cannot reach ${url.origin}: ${why}`);
-  }
-}
-
-async function readJson(response: Response): Promise<Record<string, unknown> | undefined> {
-  try {
-    const value: unknown = JSON.parse(await response.text());
-    return typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function trimSlash(url: string): string {
-  return url.replace(/\/$/, '');
-}
-
-/** Text from a server, fit for one line on a terminal. */
-function printable(text: string): string {
-  const line = text.replace(/\p{Cc}/gu, ' ');
-  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
 }

@@ -2,8 +2,16 @@
 // (audit_events, written by src/gateway/audit.ts). Read only, apart from applying pending
 // migrations as every database command does.
 import { Command, Option } from 'commander';
-import type { Db, Queryable } from '../store/db.ts';
+import { type AuditFilter, type AuditRecord, lastAuditId, selectAudit } from '../gateway/audit-read.ts';
 import { migrate } from '../store/migrate.ts';
+import {
+  type AdminTarget,
+  addServerOption,
+  adminCall,
+  adminTarget,
+  type ServerOptions,
+} from './admin-client.ts';
+import { formatRecords, LINE_HELP } from './audit-lines.ts';
 import {
   addDatabaseOptions,
   type DatabaseOptions,
@@ -12,43 +20,35 @@ import {
 } from './database-options.ts';
 import { CliError, EXIT } from './failure.ts';
 
-/** One audit_events row as the commands print it. */
-export interface AuditRecord {
-  readonly id: number;
-  readonly time: string;
-  readonly request_id: string;
-  readonly tenant: string | null;
-  readonly agent: string | null;
-  readonly subject: string | null;
-  readonly delegation_chain: unknown;
-  readonly jti: string | null;
-  readonly method: string | null;
-  readonly scheme: string | null;
-  readonly host: string | null;
-  readonly port: number | null;
-  readonly path: string | null;
-  readonly decision: 'allowed' | 'denied';
-  readonly reason: string | null;
-  readonly matched_rule: string | null;
-  readonly resolved_address: string | null;
-  readonly inspected: boolean;
-  readonly status: number | null;
-  readonly bytes_in: number;
-  readonly bytes_out: number;
-  readonly duration_ms: number | null;
+export type { AuditRecord } from '../gateway/audit-read.ts';
+export { formatLine } from './audit-lines.ts';
+
+/**
+ * Where the rows come from: the database, opened by this command, or a running server's admin
+ * API (admin-client.ts) — the same queries either way (src/gateway/audit-read.ts).
+ */
+interface AuditSource {
+  select(filter: AuditFilter): Promise<AuditRecord[]>;
+  last(): Promise<number>;
 }
 
-// bigint columns as numbers (both backends would otherwise differ: pg returns them as strings).
-const SELECT = `select id::float8 as id, time, request_id, tenant, agent, subject, delegation_chain, jti,
-  method, scheme, host, port, path, decision, reason, matched_rule, resolved_address, inspected, status,
-  bytes_in::float8 as bytes_in, bytes_out::float8 as bytes_out, duration_ms
-  from audit_events`;
-
-type Fetched = Omit<AuditRecord, 'time'> & { time: Date };
-
-async function select(db: Queryable, where: string, tail: string, params: unknown[]): Promise<AuditRecord[]> {
-  const { rows } = await db.query<Fetched>(`${SELECT} ${where} ${tail}`, params);
-  return rows.map((row) => ({ ...row, time: new Date(row.time).toISOString() }));
+function remoteSource(target: AdminTarget): AuditSource {
+  return {
+    async select(filter) {
+      const query = new URLSearchParams({ order: filter.order, limit: String(filter.limit) });
+      if (filter.after !== undefined) query.set('after', String(filter.after));
+      if (filter.ids !== undefined && filter.ids.length > 0) query.set('ids', filter.ids.join(','));
+      if (filter.tenant !== undefined) query.set('tenant', filter.tenant);
+      if (filter.agent !== undefined) query.set('agent', filter.agent);
+      if (filter.since !== undefined) query.set('since', filter.since.toISOString());
+      if (filter.decision !== undefined) query.set('decision', filter.decision);
+      const { body } = await adminCall<{ events: AuditRecord[] }>(target, 'GET', `audit/events?${query}`);
+      return body.events;
+    },
+    async last() {
+      return (await adminCall<{ id: number }>(target, 'GET', 'audit/last')).body.id;
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -94,43 +94,9 @@ function countOption(name: string, text: string, min: number): number {
 // ---------------------------------------------------------------------------------------------
 // Output
 
-// Threat: the host, path and names come from agents' requests. Printed raw, a control character
-// (an ANSI escape, a carriage return) could rewrite the operator's terminal or forge a line.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters escaped.
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
-
-function safe(value: string | number | null): string {
-  if (value === null) return '-';
-  return String(value).replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
-function destination(record: AuditRecord): string {
-  if (record.host === null) return '-';
-  const host = record.host.includes(':') && !record.host.startsWith('[') ? `[${record.host}]` : record.host;
-  const port = record.port === null ? '' : `:${record.port}`;
-  return `${record.scheme ?? '-'}://${host}${port}${record.path ?? ''}`;
-}
-
-/** One line: time, decision, reason, tenant, agent, method, destination, status. */
-export function formatLine(record: AuditRecord): string {
-  return [
-    record.time,
-    record.decision.padEnd(7),
-    record.reason,
-    record.tenant,
-    record.agent,
-    record.method,
-    destination(record),
-    record.status,
-  ]
-    .map((value) => safe(value))
-    .join('  ');
-}
-
 function print(records: readonly AuditRecord[], json: boolean): void {
-  if (records.length === 0) return;
-  const lines = records.map((record) => (json ? JSON.stringify(record) : formatLine(record)));
-  process.stdout.write(`${lines.join('\n')}\n`);
+  const text = formatRecords(records, json);
+  if (text !== '') process.stdout.write(text);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -179,7 +145,7 @@ export class FollowCursor {
 }
 
 /** Follows on from the rows `tail` printed, or from the newest row when it printed none (-n 0). */
-async function startCursor(db: Queryable, printed: readonly AuditRecord[]): Promise<FollowCursor> {
+async function startCursor(source: AuditSource, printed: readonly AuditRecord[]): Promise<FollowCursor> {
   const first = printed[0];
   if (first !== undefined) {
     // Gaps between the printed ids may be rows still committing: watch them too.
@@ -190,10 +156,7 @@ async function startCursor(db: Queryable, printed: readonly AuditRecord[]): Prom
     );
     return cursor;
   }
-  const { rows } = await db.query<{ last: number }>(
-    'select coalesce(max(id), 0)::float8 as last from audit_events',
-  );
-  return new FollowCursor(rows[0]?.last ?? 0);
+  return new FollowCursor(await source.last());
 }
 
 /** Ctrl-C, SIGTERM or a closed pipe (`… --follow | head`): each ends following, none a crash. */
@@ -227,13 +190,14 @@ function listenForStop(): StopSignal {
   };
 }
 
-async function follow(db: Queryable, cursor: FollowCursor, signal: StopSignal): Promise<void> {
+async function follow(source: AuditSource, cursor: FollowCursor, signal: StopSignal): Promise<void> {
   while (!signal.requested()) {
-    const rows = await select(db, 'where id > $1 or id = any($2::bigint[])', 'order by id limit $3', [
-      cursor.after,
-      cursor.missing,
-      POLL_ROWS,
-    ]);
+    const rows = await source.select({
+      after: cursor.after,
+      ids: cursor.missing,
+      order: 'oldest',
+      limit: POLL_ROWS,
+    });
     print(rows, false);
     cursor.saw(
       rows.map((row) => row.id),
@@ -248,12 +212,18 @@ async function follow(db: Queryable, cursor: FollowCursor, signal: StopSignal): 
 // ---------------------------------------------------------------------------------------------
 // Commands
 
-async function useDatabase(options: DatabaseOptions, work: (db: Db) => Promise<void>): Promise<void> {
+/** Runs `work` on the running server's admin API when there is one to ask, else on the database. */
+async function useSource(
+  options: DatabaseOptions & ServerOptions,
+  work: (source: AuditSource) => Promise<void>,
+): Promise<void> {
+  const target = await adminTarget(options);
+  if (target !== null) return work(remoteSource(target));
   const db = await openDatabaseFromOptions(options);
   try {
     // Like `keys`, apply pending migrations first, so a fresh database answers instead of failing.
     await migrate(db);
-    await work(db);
+    await work({ select: (filter) => selectAudit(db, filter), last: () => lastAuditId(db) });
   } catch (err) {
     throw toCliError(err);
   } finally {
@@ -261,16 +231,13 @@ async function useDatabase(options: DatabaseOptions, work: (db: Db) => Promise<v
   }
 }
 
-const LINE_HELP =
-  '\nEach line: time (UTC), decision, reason, tenant, agent, method, scheme://host:port/path, status;\n' +
-  '"-" where a value is unknown (a 407 has no tenant). Paths never carry the query string: it is\n' +
-  'never stored. Control characters are printed escaped (\\u001b).\n';
-
 const EXIT_HELP =
-  '\nExit codes: 0 done, 2 a bad option value, 3 the database is unavailable (or the embedded\n' +
-  'database is in use by `reins serve`: use PostgreSQL, DATABASE_URL, to read it while it runs).\n';
+  '\nWhile `reins serve` holds the embedded database, the rows come from it through its admin API\n' +
+  '(--server URL asks any server; docs/admin-api.md).\n' +
+  '\nExit codes: 0 done, 1 the server refused the admin credential, 2 a bad option value,\n' +
+  '3 the database or the server is unavailable.\n';
 
-interface TailOptions extends DatabaseOptions {
+interface TailOptions extends DatabaseOptions, ServerOptions {
   lines: string;
   follow?: boolean;
 }
@@ -281,15 +248,16 @@ function tailCommand(): Command {
     .option('-n, --lines <n>', 'how many of the latest events to print', '20')
     .option('-f, --follow', `keep polling for new events (every ${POLL_MS} ms) until Ctrl-C`)
     .addHelpText('after', LINE_HELP + EXIT_HELP);
-  return addDatabaseOptions(cmd).action(async (options: TailOptions) => {
+  return addServerOption(addDatabaseOptions(cmd)).action(async (options: TailOptions) => {
     const lines = countOption('-n', options.lines, 0);
     // Listen before the first line is printed: a Ctrl-C right after it must stop cleanly too.
     const signal = options.follow ? listenForStop() : undefined;
     try {
-      await useDatabase(options, async (db) => {
-        const latest = await select(db, '', 'order by id desc limit $1', [lines]);
+      await useSource(options, async (source) => {
+        // -n 0 prints nothing: the query is only made for a positive count.
+        const latest = lines === 0 ? [] : await source.select({ order: 'newest', limit: lines });
         print(latest.reverse(), false);
-        if (signal) await follow(db, await startCursor(db, latest), signal);
+        if (signal) await follow(source, await startCursor(source, latest), signal);
       });
     } finally {
       signal?.dispose();
@@ -297,7 +265,7 @@ function tailCommand(): Command {
   });
 }
 
-interface QueryOptions extends DatabaseOptions {
+interface QueryOptions extends DatabaseOptions, ServerOptions {
   tenant?: string;
   agent?: string;
   since?: string;
@@ -321,27 +289,18 @@ function queryCommand(): Command {
     .option('--limit <n>', 'at most this many events', '100')
     .option('--json', 'one JSON object per line, with the audit_events column names')
     .addHelpText('after', LINE_HELP + EXIT_HELP);
-  return addDatabaseOptions(cmd).action(async (options: QueryOptions) => {
+  return addServerOption(addDatabaseOptions(cmd)).action(async (options: QueryOptions) => {
     const since = sinceOption(options.since);
     const limit = countOption('--limit', options.limit, 1);
-    const conditions: string[] = [];
-    const params: unknown[] = [];
-    const where = (column: string, operator: string, value: unknown) => {
-      params.push(value);
-      conditions.push(`${column} ${operator} $${params.length}`);
-    };
-    if (options.tenant !== undefined) where('tenant', '=', options.tenant);
-    if (options.agent !== undefined) where('agent', '=', options.agent);
-    if (since !== undefined) where('time', '>=', since);
-    if (options.decision !== undefined) where('decision', '=', options.decision);
-    params.push(limit);
-    await useDatabase(options, async (db) => {
-      const records = await select(
-        db,
-        conditions.length === 0 ? '' : `where ${conditions.join(' and ')}`,
-        `order by time desc, id desc limit $${params.length}`,
-        params,
-      );
+    await useSource(options, async (source) => {
+      const records = await source.select({
+        tenant: options.tenant,
+        agent: options.agent,
+        since,
+        decision: options.decision,
+        order: 'recent',
+        limit,
+      });
       print(records, options.json === true);
     });
   });

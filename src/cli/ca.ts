@@ -1,7 +1,17 @@
 // `reins ca export`, `reins ca rotate` and `reins ca list`: the operator's handle on the gateway's
 // interception CA (src/gateway/ca). None of them ever prints private key material.
+//
+// `ca export` reads the database, or with --issuer a running server's GET /ca.pem. Without
+// --issuer, when the embedded database cannot be opened (in practice: `reins serve` holds it,
+// store/data-dir-lock.ts), it asks the server at REINS_ISSUER (else the default issuer) instead
+// and says so in one line on stderr: the bundle is the same either way, and the command the
+// README prints works while the server runs.
+import { X509Certificate } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
+import { fetchInterceptionCa } from '../agent-run/ca-fetch.ts';
+import { AgentRunError, type AgentRunErrorCode } from '../agent-run/errors.ts';
+import { pemBlocks } from '../agent-run/pem.ts';
 import {
   type CaInfo,
   DEFAULT_CA_OVERLAP_MS,
@@ -11,15 +21,12 @@ import {
 } from '../gateway/ca/authority.ts';
 import { InterceptionCaError, type InterceptionCaErrorCode } from '../gateway/ca/errors.ts';
 import { KeyEncryptionError, type KeyEncryptionErrorCode } from '../server/keys/encryption.ts';
-import type { Db } from '../store/db.ts';
+import { type Db, StoreError } from '../store/db.ts';
 import { migrate } from '../store/migrate.ts';
-import {
-  addDatabaseOptions,
-  type DatabaseOptions,
-  openDatabaseFromOptions,
-  toCliError,
-} from './database-options.ts';
+import { openDb } from '../store/open.ts';
+import { addDatabaseOptions, type DatabaseOptions, toCliError } from './database-options.ts';
 import { CliError, EXIT, type ExitCode } from './failure.ts';
+import { DEFAULT_ISSUER } from './run.ts';
 
 interface CaOptions extends DatabaseOptions {
   secretKey?: string | undefined;
@@ -31,6 +38,7 @@ const DEFAULT_OVERLAP_DAYS = DEFAULT_CA_OVERLAP_MS / DAY_MS;
 const CA_HELP =
   '\nThe gateway terminates TLS for inspected tunnels with leaf certificates signed by its\n' +
   'interception CA, created at first start and kept in the database. Agents must trust it:\n' +
+  '`reins run` and `reins env` fetch it from the issuer (GET /ca.pem); elsewhere\n' +
   '`reins ca export > reins-ca.pem`, then NODE_EXTRA_CA_CERTS, SSL_CERT_FILE, REQUESTS_CA_BUNDLE\n' +
   'or curl --cacert.\n' +
   '\nRotation: `reins ca rotate` adds a new CA that signs every leaf from then on (a gateway\n' +
@@ -65,8 +73,22 @@ function toCaCliError(err: unknown): unknown {
 
 // The CA lives in the migrated schema; like `serve`, apply pending migrations first (safe from
 // several processes at once), so the commands also work on a database no gateway has touched yet.
-async function useDatabase<T>(options: DatabaseOptions, work: (db: Db) => Promise<T>): Promise<T> {
-  const db = await openDatabaseFromOptions(options);
+// `unopened` answers instead when the embedded database cannot be opened (ca export only).
+async function useDatabase<T>(
+  options: DatabaseOptions,
+  work: (db: Db) => Promise<T>,
+  unopened?: (err: StoreError) => Promise<T>,
+): Promise<T> {
+  let db: Db;
+  try {
+    db = await openDb({ databaseUrl: options.databaseUrl, dataDir: options.dataDir });
+  } catch (err) {
+    const embedded = !options.databaseUrl && options.dataDir !== 'memory';
+    if (unopened && embedded && err instanceof StoreError && err.code === 'database_unavailable') {
+      return unopened(err);
+    }
+    throw toCliError(err);
+  }
   try {
     await migrate(db);
     return await work(db);
@@ -87,29 +109,111 @@ function overlapDays(text: string): number {
   return Number(text);
 }
 
+/** What `ca export` writes, from either source. */
+interface Exported {
+  readonly pem: string;
+  /** One entry per certificate, for the --out summary: `<id> (<state>)`, or `<id>` from a server. */
+  readonly names: readonly string[];
+  /** Where it came from, when not the database. */
+  readonly from?: string;
+}
+
+const FETCH_EXIT: Record<AgentRunErrorCode, ExitCode> = {
+  issuer_unreachable: EXIT.unavailable,
+  ca_unavailable: EXIT.unavailable,
+  issuer_mismatch: EXIT.invalid,
+  ca_invalid: EXIT.invalid,
+  // Token and key problems: not in this command.
+  ca_unreadable: EXIT.internal,
+  token_refused: EXIT.internal,
+  token_response_invalid: EXIT.internal,
+  key_unreadable: EXIT.internal,
+  key_unsupported: EXIT.internal,
+  token_command_failed: EXIT.internal,
+  token_command_output: EXIT.internal,
+  token_unavailable: EXIT.internal,
+};
+
+/** The bundle from a running server's /ca.pem; any failure is one line, exit 3 (1: a wrong answer). */
+async function exportFromIssuer(issuer: string, context = ''): Promise<Exported> {
+  if (!URL.canParse(issuer)) throw new CliError(`--issuer ${issuer} is not a URL`, EXIT.usage);
+  try {
+    const fetched = await fetchInterceptionCa(issuer);
+    const names = pemBlocks(fetched.pem).map(caName);
+    return { pem: fetched.pem, names, from: fetched.url };
+  } catch (err) {
+    if (!(err instanceof AgentRunError)) throw err;
+    throw new CliError(`${context}cannot fetch the interception CA: ${err.message}`, FETCH_EXIT[err.code]);
+  }
+}
+
+/** The id reins puts in its CAs' subject, else the certificate's fingerprint. */
+function caName(pem: string): string {
+  const certificate = new X509Certificate(pem);
+  return /CN=reins interception CA ([0-9a-f]+)/.exec(certificate.subject)?.[1] ?? certificate.fingerprint256;
+}
+
 function exportCommand(): Command {
   const cmd = new Command('export')
     .description('print the CA certificates agents should trust (PEM, newest first)')
     .option('--out <file>', 'write the bundle to FILE instead of standard output')
+    .option(
+      '--issuer <url>',
+      "read it from a running server's GET <issuer>/ca.pem instead of the database (works while `reins serve` holds the embedded database)",
+    )
     .addHelpText('after', CA_HELP);
-  return addDatabaseOptions(cmd).action(async (options: DatabaseOptions & { out?: string }) => {
-    const bundle = await useDatabase(options, (db) => exportTrustBundle(db, new Date()));
-    if (options.out === undefined) {
-      process.stdout.write(bundle.pem);
-      return;
-    }
-    try {
-      // Certificates only: nothing secret, readable by the agents' users.
-      await writeFile(options.out, bundle.pem, { mode: 0o644 });
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      throw new CliError(`cannot write ${options.out}: ${reason}`, EXIT.unavailable);
-    }
-    const ids = bundle.cas.map((ca) => `${ca.id} (${ca.state})`).join(', ');
-    process.stdout.write(
-      `wrote ${bundle.cas.length} CA certificate${bundle.cas.length === 1 ? '' : 's'} to ${options.out}: ${ids}\n`,
+  return addDatabaseOptions(cmd).action(
+    async (options: DatabaseOptions & { out?: string; issuer?: string }) => {
+      const bundle =
+        options.issuer !== undefined
+          ? await exportFromIssuer(options.issuer)
+          : await useDatabase<Exported>(
+              options,
+              async (db) => {
+                const exported = await exportTrustBundle(db, new Date());
+                return { pem: exported.pem, names: exported.cas.map((ca) => `${ca.id} (${ca.state})`) };
+              },
+              (err) => exportFromRunningServer(err),
+            );
+      if (options.out === undefined) {
+        process.stdout.write(bundle.pem);
+        return;
+      }
+      try {
+        // Certificates only: nothing secret, readable by the agents' users.
+        await writeFile(options.out, bundle.pem, { mode: 0o644 });
+      } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err);
+        throw new CliError(`cannot write ${options.out}: ${reason}`, EXIT.unavailable);
+      }
+      const count = bundle.names.length;
+      const from = bundle.from === undefined ? '' : ` (from ${bundle.from})`;
+      process.stdout.write(
+        `wrote ${count} CA certificate${count === 1 ? '' : 's'} to ${options.out}${from}: ${bundle.names.join(', ')}\n`,
+      );
+    },
+  );
+}
+
+/**
+ * The embedded database is held (a running `reins serve`) or unreadable: ask the server at
+ * REINS_ISSUER, else the default issuer, and say so. When that fails too, both reasons are given.
+ */
+async function exportFromRunningServer(unopened: StoreError): Promise<Exported> {
+  const issuer = process.env.REINS_ISSUER || DEFAULT_ISSUER;
+  try {
+    const exported = await exportFromIssuer(issuer);
+    // The store's reason up to its advice, e.g. "the embedded database at … is in use by process 4242".
+    const why = unopened.message.split(': ')[0];
+    process.stderr.write(`reins: ${why}: read the CA from ${exported.from} instead\n`);
+    return exported;
+  } catch (err) {
+    if (!(err instanceof CliError)) throw err;
+    throw new CliError(
+      `${unopened.message}; asking the server at ${issuer} instead failed: ${err.message} (pass --issuer URL)`,
+      EXIT.unavailable,
     );
-  });
+  }
 }
 
 function rotateCommand(): Command {
@@ -147,7 +251,10 @@ function rotateCommand(): Command {
         ? 'replaced: none (no CA existed before)'
         : `replaced: ${result.replaced.id} (private key erased; in the bundle until ${result.replaced.trustedUntil.toISOString()})`,
     );
-    lines.push('next: give agents the new bundle (`reins ca export`), then restart the gateways');
+    lines.push(
+      'next: give agents the new bundle (reins run and reins env fetch it from the issuer, GET /ca.pem, ' +
+        'within 10 s; others: `reins ca export`), then restart the gateways',
+    );
     process.stdout.write(`${lines.join('\n')}\n`);
   });
 }

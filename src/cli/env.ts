@@ -2,7 +2,7 @@
 // beside the agent (containers, CI jobs). With no local proxy, the token travels in the proxy
 // URL as the Basic password (SPEC.md, "The gateway"), and nothing refreshes it.
 import { Command, Option } from 'commander';
-import { readCa, writeBundle } from '../agent-run/ca-bundle.ts';
+import { saveFetchedCa, writeBundle } from '../agent-run/ca-bundle.ts';
 import {
   type CaFiles,
   formatVariables,
@@ -10,8 +10,14 @@ import {
   VARIABLE_FORMATS,
   type VariableFormat,
 } from '../agent-run/environment.ts';
-import { CliError, EXIT } from './failure.ts';
-import { addTokenOptions, gatewayUrl, type TokenOptions, toAgentCliError, tokenObtainer } from './run.ts';
+import {
+  addTokenOptions,
+  gatewayUrl,
+  interceptionCa,
+  type TokenOptions,
+  toAgentCliError,
+  tokenObtainer,
+} from './run.ts';
 
 interface EnvOptions extends TokenOptions {
   format: VariableFormat;
@@ -25,7 +31,10 @@ export function envCommand(): Command {
       'print the proxy and CA variables for an agent, with a token in the proxy URL (containers, CI; not refreshed)',
     )
     .addOption(new Option('--format <format>', 'output format').choices(VARIABLE_FORMATS).default('shell'))
-    .option('--ca <file>', 'the gateway interception CA (PEM): sets NODE_EXTRA_CA_CERTS')
+    .option(
+      '--ca <file>',
+      "the gateway interception CA (PEM): sets NODE_EXTRA_CA_CERTS; default: the issuer's /ca.pem, kept under ~/.cache/reins",
+    )
     .option(
       '--bundle <file>',
       'write the usual roots plus the CA to <file> and point SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE at it',
@@ -42,24 +51,21 @@ export function envCommand(): Command {
   );
   return command.action(async (options: EnvOptions) => {
     const gateway = gatewayUrl(options.gateway);
-    if (options.bundle !== undefined && options.ca === undefined) {
-      throw new CliError('--bundle needs --ca: the bundle is the usual roots plus that CA', EXIT.usage);
-    }
     const obtain = await tokenObtainer(options);
-    let ca: CaFiles | undefined;
-    try {
-      if (options.ca !== undefined) {
-        const read = await readCa(options.ca);
-        const bundle =
-          options.bundle === undefined ? undefined : await writeBundle(options.bundle, read.pem, process.env);
-        ca = { certificate: read.path, bundle };
-      }
-    } catch (err) {
-      throw toAgentCliError(err);
-    }
     const { token, expiresAt } = await obtain().catch((err: unknown) => {
       throw toAgentCliError(err);
     });
+    // The variables outlive this process, so a CA fetched from the issuer is kept in a file.
+    const source = await interceptionCa(options);
+    let ca: CaFiles;
+    try {
+      const certificate = source.path ?? (await saveFetchedCa(options.issuer, source.pem, process.env));
+      const bundle =
+        options.bundle === undefined ? undefined : await writeBundle(options.bundle, source.pem, process.env);
+      ca = { certificate, bundle };
+    } catch (err) {
+      throw toAgentCliError(err);
+    }
     // Any non-empty user name; the gateway takes the token from the password.
     const proxyUrl = `http://agent:${token}@${gateway.host}`;
     process.stdout.write(formatVariables(proxyVariables(proxyUrl, ca), options.format));
@@ -68,7 +74,7 @@ export function envCommand(): Command {
       `reins: the token in these variables expires at ${new Date(expiresAt).toISOString()} (in ${seconds} s); ` +
         'nothing refreshes it: run reins env again before then, or use reins run\n',
     );
-    if (ca !== undefined && ca.bundle === undefined) {
+    if (ca.bundle === undefined) {
       process.stderr.write(
         'reins: SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE are not set: they replace a tool’s roots; ' +
           'give --bundle FILE, or add the CA to the system trust store\n',

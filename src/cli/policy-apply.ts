@@ -1,8 +1,10 @@
-// `reins policy apply DIR`: validate, show the plan, then write the policy in one transaction.
+// `reins policy apply DIR`: validate, show the plan, then write the policy in one transaction —
+// on the database, or through a running server's admin API (admin-client.ts).
 import { Command } from 'commander';
-import { applyPolicy, formatPlan, planChanges, readAppliedPolicy } from '../policy/index.ts';
+import { applyReport } from '../policy/operations.ts';
 import { migrate } from '../store/migrate.ts';
 import { isUnavailable } from '../store/pg-errors.ts';
+import { addServerOption, adminCall, adminTarget, type ServerOptions } from './admin-client.ts';
 import {
   addDatabaseOptions,
   type DatabaseOptions,
@@ -10,7 +12,7 @@ import {
   toCliError,
 } from './database-options.ts';
 import { CliError, EXIT } from './failure.ts';
-import { DIR_HELP, loadAndValidate } from './policy-load.ts';
+import { type CheckedPolicy, DIR_HELP, loadAndValidate } from './policy-load.ts';
 
 export function policyApplyCommand(): Command {
   const cmd = new Command('apply')
@@ -23,37 +25,48 @@ export function policyApplyCommand(): Command {
         'transaction: if anything fails, nothing changes. The version number and the sha256 of\n' +
         'the files are recorded; applying the same files again writes nothing. Agents and apps\n' +
         'no longer in the files are removed: they get no new tokens, and their outstanding\n' +
-        'tokens stop passing the gateway. Running servers are notified to reload.\n' +
-        'Exit codes: 0 applied or already applied, 1 the policy has errors, 3 DIR or the\n' +
-        'database unavailable.',
+        'tokens stop passing the gateway. Running servers and gateways follow within a second.\n' +
+        'With --server, or while `reins serve` holds the embedded database, the running server\n' +
+        'applies the files (they are read and validated here, and again there).\n' +
+        'Exit codes: 0 applied or already applied, 1 the policy has errors, 3 DIR, the\n' +
+        'database or the server unavailable.',
     );
-  return addDatabaseOptions(cmd).action(async (dir: string, options: DatabaseOptions) => {
-    const checked = await loadAndValidate(dir);
-    const db = await openDatabaseFromOptions(options);
-    try {
-      await migrate(db);
-      const applied = await readAppliedPolicy(db);
-      const outcome = await applyPolicy(db, {
-        model: checked.model,
-        contentHash: checked.contentHash,
-        files: checked.sources.map((s) => s.name),
-      });
-      if (outcome.status === 'unchanged') {
-        process.stdout.write(
-          `already applied, version ${outcome.version.version} (${outcome.version.contentHash}); nothing to do\n`,
+  return addServerOption(addDatabaseOptions(cmd)).action(
+    async (dir: string, options: DatabaseOptions & ServerOptions) => {
+      const checked = await loadAndValidate(dir);
+      const target = await adminTarget(options);
+      if (target !== null) {
+        const { status, body } = await adminCall<{ text?: string; diagnostics?: string[] }>(
+          target,
+          'POST',
+          'policy/apply',
+          { sources: checked.sources, label: dir },
         );
+        if (status === 422) return refused(body.diagnostics ?? [], dir);
+        process.stdout.write(body.text ?? '');
         return;
       }
-      process.stdout.write(formatPlan(planChanges(applied.model, checked.model)));
-      process.stdout.write(
-        `\napplied version ${outcome.version.version} (${outcome.version.contentHash}): ${outcome.version.summary}\n`,
-      );
-    } catch (err) {
-      throw failure(err);
-    } finally {
-      await db.close();
-    }
-  });
+      await applyDirect(options, checked);
+    },
+  );
+}
+
+async function applyDirect(options: DatabaseOptions, checked: CheckedPolicy): Promise<void> {
+  const db = await openDatabaseFromOptions(options);
+  try {
+    await migrate(db);
+    process.stdout.write((await applyReport(db, checked)).text);
+  } catch (err) {
+    throw failure(err);
+  } finally {
+    await db.close();
+  }
+}
+
+/** The server found errors the local validation did not (another version of reins). */
+export function refused(diagnostics: readonly string[], dir: string): never {
+  for (const line of diagnostics) process.stderr.write(`${line}\n`);
+  throw new CliError(`${dir}: the server refused the policy`, EXIT.invalid);
 }
 
 function failure(err: unknown): unknown {

@@ -1,14 +1,17 @@
 // `reins policy plan DIR`: what `apply` would change, principal by principal, as a diff of the
-// effective egress against the policy applied in the database. Writes nothing.
+// effective egress against the policy applied in the database (or in the running server's,
+// through its admin API). Writes nothing.
 import { Command, Option } from 'commander';
-import { formatPlan, planChanges, readAppliedPolicy } from '../policy/index.ts';
-import { formatInspectionNotes, type InterceptMode, rulesNeedingInspection } from '../policy/inspection.ts';
+import type { InterceptMode } from '../policy/inspection.ts';
+import { planReport } from '../policy/operations.ts';
+import { addServerOption, adminCall, adminTarget, type ServerOptions } from './admin-client.ts';
 import {
   addDatabaseOptions,
   type DatabaseOptions,
   openDatabaseFromOptions,
   toCliError,
 } from './database-options.ts';
+import { refused } from './policy-apply.ts';
 import { DIR_HELP, loadAndValidate } from './policy-load.ts';
 
 export function policyPlanCommand(): Command {
@@ -27,27 +30,33 @@ export function policyPlanCommand(): Command {
         '"No changes." when the database already holds this policy. Nothing is written.\n' +
         'Then the https rules scoped to methods or paths, which need inspected tunnels; with\n' +
         '--intercept never (or REINS_GATEWAY_INTERCEPT=never) the origins that will be refused.\n' +
-        'Exit codes: 0 planned, 1 the policy has errors, 3 DIR or the database unavailable.',
+        'With --server, or while `reins serve` holds the embedded database, the plan is made\n' +
+        'against what the running server has applied.\n' +
+        'Exit codes: 0 planned, 1 the policy has errors, 3 DIR, the database or the server unavailable.',
     );
   cmd.addOption(
     new Option('--intercept <mode>', 'the gateway interception mode to plan for [REINS_GATEWAY_INTERCEPT]')
       .choices(['auto', 'always', 'never'])
       .default(process.env.REINS_GATEWAY_INTERCEPT || 'auto'),
   );
-  return addDatabaseOptions(cmd).action(
-    async (dir: string, options: DatabaseOptions & { intercept: InterceptMode }) => {
+  return addServerOption(addDatabaseOptions(cmd)).action(
+    async (dir: string, options: DatabaseOptions & ServerOptions & { intercept: InterceptMode }) => {
       const checked = await loadAndValidate(dir);
+      const target = await adminTarget(options);
+      if (target !== null) {
+        const { status, body } = await adminCall<{ text?: string; diagnostics?: string[] }>(
+          target,
+          'POST',
+          'policy/plan',
+          { sources: checked.sources, label: dir, intercept: options.intercept },
+        );
+        if (status === 422) refused(body.diagnostics ?? [], dir);
+        process.stdout.write(body.text ?? '');
+        return;
+      }
       const db = await openDatabaseFromOptions(options);
       try {
-        const applied = await readAppliedPolicy(db);
-        const against = applied.version
-          ? `version ${applied.version.version} (${applied.version.contentHash})`
-          : 'an empty database (nothing applied yet)';
-        const sameFiles = applied.version?.contentHash === checked.contentHash ? ' (same files)' : '';
-        process.stdout.write(`Plan for ${dir} (${checked.contentHash}) against ${against}${sameFiles}\n\n`);
-        process.stdout.write(formatPlan(planChanges(applied.model, checked.model)));
-        const notes = formatInspectionNotes(rulesNeedingInspection(checked.model), options.intercept);
-        if (notes !== '') process.stdout.write(`\n${notes}`);
+        process.stdout.write(await planReport(db, checked, dir, options.intercept));
       } catch (err) {
         throw toCliError(err);
       } finally {

@@ -3,7 +3,8 @@
 // docs/agents.md). Exits with the command's exit code. The token options are shared with
 // `reins env` (env.ts).
 import { Command, Option } from 'commander';
-import { temporaryCaFiles } from '../agent-run/ca-bundle.ts';
+import { type CaSource, readCa, temporaryCaFiles } from '../agent-run/ca-bundle.ts';
+import { fetchInterceptionCa, plainHttpOffLoopback } from '../agent-run/ca-fetch.ts';
 import { runChild } from '../agent-run/child.ts';
 import { loadAssertionSigner } from '../agent-run/client-assertion.ts';
 import { childEnvironment, proxyVariables } from '../agent-run/environment.ts';
@@ -20,6 +21,7 @@ export const DEFAULT_ISSUER = 'http://127.0.0.1:3000';
 export interface TokenOptions {
   agent?: string;
   secretEnv?: string;
+  secretMethod?: string;
   key?: string;
   kid?: string;
   tokenCommand?: string;
@@ -30,8 +32,10 @@ export interface TokenOptions {
 
 const TOKEN_HELP =
   '\nThe token, one of:\n' +
-  '  --secret-env VAR     client_secret_basic; the secret is read from the variable VAR\n' +
-  '                       (never give a secret on the command line: `ps` shows it)\n' +
+  '  --secret-env VAR     a client secret, read from the variable VAR (never give a secret\n' +
+  '                       on the command line: `ps` shows it), sent as the agent is declared:\n' +
+  '                       client_secret_basic (default) or, with --secret-method post,\n' +
+  '                       client_secret_post\n' +
   '  --key FILE           private_key_jwt with a PEM (PKCS#8) private key: P-256 (ES256),\n' +
   '                       P-384, P-521, Ed25519 (EdDSA) or RSA (RS256); --kid names its key id\n' +
   '  --token-command CMD  run CMD (by the shell) for each token: it prints the token, e.g. a\n' +
@@ -42,6 +46,11 @@ export function addTokenOptions(command: Command): Command {
   return command
     .option('--agent <name>', "the agent's client id")
     .option('--secret-env <VAR>', "environment variable holding the agent's client secret")
+    .addOption(
+      new Option('--secret-method <method>', 'how to send the secret: as the agent is declared in the policy')
+        .choices(['basic', 'post'])
+        .default('basic'),
+    )
     .option('--key <file>', "the agent's private key (PEM, PKCS#8) for private_key_jwt")
     .option('--kid <kid>', 'key id to put in the assertion header (with --key)')
     .option('--token-command <cmd>', 'shell command that prints a token (instead of client credentials)')
@@ -105,7 +114,8 @@ export async function tokenObtainer(options: TokenOptions): Promise<ObtainToken>
     if (secret === undefined || secret === '') {
       throw new CliError(`the variable ${options.secretEnv} (--secret-env) is unset or empty`, EXIT.usage);
     }
-    return clientCredentials({ ...common, auth: { method: 'client_secret_basic', clientId: agent, secret } });
+    const method = options.secretMethod === 'post' ? 'client_secret_post' : 'client_secret_basic';
+    return clientCredentials({ ...common, auth: { method, clientId: agent, secret } });
   }
   const signer = await loadAssertionSigner(options.key ?? '', agent, options.kid).catch((err: unknown) => {
     throw toAgentCliError(err);
@@ -127,11 +137,38 @@ const EXIT_FOR: Record<AgentRunErrorCode, ExitCode> = {
   token_command_output: EXIT.invalid,
   ca_unreadable: EXIT.unavailable,
   ca_invalid: EXIT.invalid,
+  ca_unavailable: EXIT.unavailable,
   token_unavailable: EXIT.unavailable,
 };
 
 export function toAgentCliError(err: unknown): unknown {
   return err instanceof AgentRunError ? new CliError(err.message, EXIT_FOR[err.code]) : err;
+}
+
+/**
+ * The interception CA for the agent's command: the --ca file when given (it wins), else the
+ * bundle the issuer publishes (GET /ca.pem, named in its discovery document). Over plain HTTP to
+ * another machine the bundle is only as trustworthy as the network: say so, in one line.
+ */
+export async function interceptionCa(options: { ca?: string; issuer: string }): Promise<CaSource> {
+  if (options.ca !== undefined) return readCa(options.ca).catch(rethrow);
+  if (!URL.canParse(options.issuer)) {
+    throw new CliError(`--issuer ${options.issuer} is not a URL`, EXIT.usage);
+  }
+  const fetched = await fetchInterceptionCa(options.issuer).catch((err: unknown) => {
+    if (!(err instanceof AgentRunError)) throw err;
+    throw new CliError(
+      `cannot fetch the interception CA: ${err.message}; give --issuer URL, or --ca FILE`,
+      EXIT_FOR[err.code],
+    );
+  });
+  if (plainHttpOffLoopback(fetched.url)) {
+    process.stderr.write(
+      `reins: warning: the interception CA came from ${fetched.url} over plain HTTP: anyone on the path ` +
+        'could have swapped in their own (as they could answer for the token endpoint); use an https:// issuer, or --ca FILE\n',
+    );
+  }
+  return { pem: fetched.pem };
 }
 
 interface RunOptions extends TokenOptions {
@@ -147,13 +184,18 @@ export function runCommand(): Command {
     .argument('<command...>', 'the command and its arguments (after --)')
     .passThroughOptions();
   addTokenOptions(command)
-    .option('--ca <file>', 'the gateway interception CA (PEM) for the command to trust')
+    .option(
+      '--ca <file>',
+      "the gateway interception CA (PEM) for the command to trust; default: the issuer's /ca.pem",
+    )
     .addHelpText(
       'after',
       '\nThe command gets HTTP_PROXY, HTTPS_PROXY (and lower case) pointing at a local proxy on a\n' +
-        'loopback port, NODE_USE_ENV_PROXY=1, and with --ca: NODE_EXTRA_CA_CERTS, SSL_CERT_FILE,\n' +
-        'REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE. Signals are passed on; reins run exits with the\n' +
-        "command's exit code (128+N if it died of signal N; 127/126 if it could not be started).\n" +
+        'loopback port, NODE_USE_ENV_PROXY=1, and the interception CA (--ca FILE, else fetched from\n' +
+        "the issuer's /ca.pem) through NODE_EXTRA_CA_CERTS, SSL_CERT_FILE, REQUESTS_CA_BUNDLE and\n" +
+        'CURL_CA_BUNDLE (the last three: a bundle of the usual roots plus the CA). Signals are\n' +
+        "passed on; reins run exits with the command's exit code (128+N if it died of signal N;\n" +
+        '127/126 if it could not be started).\n' +
         "Exit codes 1, 2, 3 before the command starts are reins run's own (docs/cli.md).\n" +
         '\nExample:\n' +
         '  reins run --agent billing-agent --secret-env ACME_BILLING_AGENT_SECRET -- python3 agent.py\n' +
@@ -164,14 +206,15 @@ export function runCommand(): Command {
     const obtain = await tokenObtainer(options);
     const [program, ...args] = argv;
     if (program === undefined) throw new CliError('name the command to run after --', EXIT.usage);
-    const ca =
-      options.ca === undefined ? undefined : await temporaryCaFiles(options.ca, process.env).catch(rethrow);
     const tokens = new TokenSource(obtain, { onEvent: reportRefresh });
     let proxy: Awaited<ReturnType<typeof startLocalProxy>> | undefined;
+    let ca: Awaited<ReturnType<typeof temporaryCaFiles>> | undefined;
     try {
       await tokens.start().catch(rethrow);
+      ca = await temporaryCaFiles(await interceptionCa(options), process.env).catch(rethrow);
       proxy = await startLocalProxy({ gateway, token: () => tokens.current() });
-      const env = childEnvironment(process.env, proxyVariables(proxy.url, ca));
+      const withhold = options.secretEnv === undefined ? [] : [options.secretEnv];
+      const env = childEnvironment(process.env, proxyVariables(proxy.url, ca), withhold);
       const outcome = await runChild(program, args, { env });
       if (outcome.kind === 'not_started') {
         process.stderr.write(`reins: cannot run ${program}: ${outcome.reason}\n`);

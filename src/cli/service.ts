@@ -28,6 +28,8 @@ export interface Service<R extends { stop(): Promise<void> }> {
   failure(err: unknown): unknown;
   /** What to print once running. */
   announce(running: R, config: Config): string;
+  /** What SIGHUP does once running (serve: reload the policies); unset: SIGHUP is ignored. */
+  reload?(running: R): Promise<unknown>;
 }
 
 export async function runService<R extends { stop(): Promise<void> }>(
@@ -46,6 +48,15 @@ export async function runService<R extends { stop(): Promise<void> }>(
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  // SIGHUP is taken from the start: its default action would end the process, and a reload
+  // asked for while starting happens once the start is done (it reads the files again).
+  let hangup: (() => void) | undefined;
+  let hungUp = false;
+  const onHangup = () => {
+    if (hangup) hangup();
+    else hungUp = true;
+  };
+  process.on('SIGHUP', onHangup);
   let running: R;
   try {
     running = await service.start(config, log);
@@ -55,10 +66,18 @@ export async function runService<R extends { stop(): Promise<void> }>(
     if (err instanceof Error && (err as { code?: unknown }).code === 'gateway_config') {
       throw new CliError(err.message, EXIT.usage);
     }
+    process.off('SIGHUP', onHangup);
     throw service.failure(err);
   }
+  const started = running;
+  hangup = () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading');
+    void service.reload?.(started);
+  };
+  if (hungUp) hangup();
   process.stdout.write(service.announce(running, config));
   const signal = await stopRequested;
+  process.off('SIGHUP', onHangup);
   log.info({ signal }, 'stopping');
   await running.stop();
   log.flush();

@@ -74,6 +74,7 @@ export function loadConfig(
     gatewayPort: port('gatewayPort'),
     gatewayResource: text('gatewayResource'),
     adminPort: port('adminPort'),
+    adminToken: adminToken(optional('adminToken')),
     gatewayAllowPrivate: text('gatewayAllowPrivate')
       .split(',')
       .map((entry) => entry.trim())
@@ -83,4 +84,14 @@ export function loadConfig(
     secretKey: optional('secretKey'),
     logLevel: oneOf('logLevel', LOG_LEVELS),
   };
+}
+
+/** A guessable admin credential would open the admin API to anyone who can reach the port. */
+function adminToken(value: string | undefined): string | undefined {
+  if (value !== undefined && value.length < 32) {
+    throw new ConfigError(
+      'REINS_ADMIN_TOKEN (--admin-token) must be at least 32 characters; make one with `openssl rand -base64 32`',
+    );
+  }
+  return value;
 }

@@ -21,6 +21,7 @@ export interface Config {
   readonly gatewayPort: number;
   readonly gatewayResource: string;
   readonly adminPort: number;
+  readonly adminToken: string | undefined;
   readonly gatewayAllowPrivate: readonly string[];
   readonly gatewayIntercept: 'auto' | 'always' | 'never';
   readonly gatewayUpstreamCa: string | undefined;
@@ -100,7 +101,17 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--admin-port',
     placeholder: 'port',
     default: '9464',
-    description: 'Admin port: /metrics, /livez, /readyz, /healthz.',
+    description:
+      'Admin port: /metrics, /livez, /readyz, /healthz, and the admin API (/admin/v1/, `reins serve` only).',
+  },
+  {
+    key: 'adminToken',
+    env: 'REINS_ADMIN_TOKEN',
+    flag: '--admin-token',
+    placeholder: 'token',
+    default: undefined,
+    description:
+      'Bearer credential of the admin API (at least 32 characters). Unset: `reins serve` makes a random one and leaves it for local CLI commands in the data directory (mode 0600). Prefer the environment variable to the flag.',
   },
   {
     key: 'gatewayAllowPrivate',

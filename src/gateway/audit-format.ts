@@ -50,6 +50,12 @@ export interface AuditEvent {
   /** Bytes sent out toward the destination (the agent's request and upload). */
   readonly bytesOut: number;
   readonly durationMs: number | null;
+  /**
+   * What more is known of a refusal (migrations/006_audit_detail.sql): a 407's credential
+   * problem (missing, malformed, multiple, invalid, expired, wrong_audience, revoked, …), a 400's
+   * fault in words. Never a token, a header value or a query.
+   */
+  readonly detail?: string | null;
 }
 
 /** The ECS version the field names follow. */
@@ -100,6 +106,7 @@ function present(members: Record<string, unknown>): Record<string, unknown> | un
  * | bytesOut        | `source.bytes` (ECS: sent from the source to the destination)           |
  * | bytesIn         | `destination.bytes` (ECS: sent from the destination to the source)      |
  * | durationMs      | `event.duration` (nanoseconds, as ECS has it)                           |
+ * | detail          | `reins.detail`                                                          |
  *
  * plus `ecs.version`, `event.kind` (`event`), `event.category` (`network`), `event.dataset`
  * (`reins.audit`) and `network.bytes` (both ways).
@@ -153,6 +160,7 @@ export function ecsFields(event: AuditEvent): Record<string, unknown> {
         delegation_chain: event.delegationChain,
         matched_rule: event.matchedRule,
         inspected: event.inspected,
+        detail: event.detail,
       }),
     }) ?? {}
   );

@@ -83,6 +83,7 @@ const COLUMNS = [
   'bytes_in',
   'bytes_out',
   'duration_ms',
+  'detail',
 ] as const;
 
 type Column = (typeof COLUMNS)[number];
@@ -110,6 +111,7 @@ const COLUMN_TYPES: Record<Column, string> = {
   bytes_in: 'bigint',
   bytes_out: 'bigint',
   duration_ms: 'double precision',
+  detail: 'text',
 };
 
 type Row = readonly unknown[];
@@ -123,6 +125,8 @@ const RETRY_MAX_MS = 5_000;
 // PostgreSQL refuses NUL in text and in jsonb strings, and a lone UTF-16 surrogate in JSON
 // (the rows travel as one JSON parameter): such a row could never be written.
 const NUL = /\0/g;
+/** A detail is a word or a sentence; bounded so that no request can grow its row. */
+const MAX_DETAIL = 500;
 const clean = (value: string): string => value.replace(NUL, '\uFFFD').toWellFormed();
 const text = (value: string | null): string | null => (value === null ? null : clean(value));
 const integerIn = (value: number | null, min: number, max: number): number | null =>
@@ -173,6 +177,7 @@ function toRow(event: AuditEvent, time: Date): Row {
     count(event.bytesIn),
     count(event.bytesOut),
     typeof event.durationMs === 'number' && Number.isFinite(event.durationMs) ? event.durationMs : null,
+    text(event.detail?.slice(0, MAX_DETAIL) ?? null),
   ];
 }
 
@@ -184,7 +189,7 @@ const INSERT = `insert into audit_events (${COLUMNS.join(', ')}) select ${SELECT
 /**
  * Inserts `rows` in one statement: all of them are committed, or none. The rows go as one JSON
  * parameter, so the statement text is the same for every batch and PostgreSQL parses one value
- * instead of 21 per row, whatever the batch size (no 65,535-parameter limit either).
+ * instead of 22 per row, whatever the batch size (no 65,535-parameter limit either).
  */
 async function insertRows(db: Queryable, rows: readonly Row[]): Promise<void> {
   const records = rows.map((row) => {

@@ -5,9 +5,9 @@ import type { Opening, Target } from '../egress/index.ts';
 import { type Decision, decide } from './decide.ts';
 import type { GatewayChange } from './live-state.ts';
 import type { GatewayPolicyView } from './policy-view.ts';
-import { proxyCredential } from './proxy-auth.ts';
+import { type CredentialProblem, proxyCredential } from './proxy-auth.ts';
 import type { DenyReason } from './reasons.ts';
-import type { TokenFacts, TokenVerifier } from './token.ts';
+import type { TokenFacts, TokenProblem, TokenVerifier } from './token.ts';
 
 /** What the gateway follows live (LiveState satisfies it). */
 export interface LiveView {
@@ -27,9 +27,16 @@ export interface CheckContext {
   readonly resolve: Resolver;
 }
 
+/**
+ * Why a request's credentials were refused (a 407): the credentials themselves (missing,
+ * malformed, several headers), the token (malformed, invalid, expired, wrong audience, …, as the
+ * verifier says), or revoked. Named in the 407's reason phrase and kept in the audit row.
+ */
+export type AuthProblem = CredentialProblem | TokenProblem | 'revoked';
+
 export type Authenticated =
   | { readonly ok: true; readonly facts: TokenFacts }
-  | { readonly ok: false; readonly detail: string };
+  | { readonly ok: false; readonly problem: AuthProblem; readonly detail: string };
 
 /** The token of a request: present, verified, unexpired, for this gateway, not revoked. */
 export async function authenticate(
@@ -37,11 +44,13 @@ export async function authenticate(
   proxyAuthorization: readonly string[],
 ): Promise<Authenticated> {
   const credential = proxyCredential(proxyAuthorization);
-  if (!credential.ok) return { ok: false, detail: credential.detail };
+  if (!credential.ok) return { ok: false, problem: credential.problem, detail: credential.detail };
   const checked = await ctx.verifier.verify(credential.token);
-  if (!checked.ok) return { ok: false, detail: checked.detail };
+  if (!checked.ok) return { ok: false, problem: checked.problem, detail: checked.detail };
   // Every request, not only the first: revocation must bite within a second.
-  if (ctx.live.isRevoked(checked.facts.jti)) return { ok: false, detail: 'the token has been revoked' };
+  if (ctx.live.isRevoked(checked.facts.jti)) {
+    return { ok: false, problem: 'revoked', detail: 'the token has been revoked' };
+  }
   return { ok: true, facts: checked.facts };
 }
 

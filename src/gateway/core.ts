@@ -9,7 +9,7 @@ import type { AuditEvent } from './audit.ts';
 import type { CheckContext } from './check.ts';
 import type { Upstreams } from './forward.ts';
 import type { InterceptMode, Interceptor } from './inspect.ts';
-import type { GatewayMetrics } from './metrics.ts';
+import { type GatewayMetrics, outcomeOf, type TunnelMode } from './metrics.ts';
 import type { TargetRead } from './request-target.ts';
 import type { TokenFacts } from './token.ts';
 
@@ -68,6 +68,13 @@ export interface RecordExtra {
   readonly bytesIn?: number;
   readonly bytesOut?: number;
   readonly inspected?: boolean;
+  /**
+   * Set on the row of a CONNECT: the tunnel it opened (`plain`, `inspected`) or `none`. Such rows
+   * are counted in reins_gateway_tunnels_total, apart from the requests' decisions.
+   */
+  readonly tunnel?: TunnelMode;
+  /** What more is known of a refusal: a 407's credential problem, a 400's fault. */
+  readonly detail?: string;
 }
 
 export interface Core {
@@ -133,15 +140,9 @@ export function createCore(
     extra: RecordExtra = {},
   ): void {
     const target = read?.ok ? read.target : null;
-    const outcome =
-      status === 407
-        ? 'unauthenticated'
-        : status === 400
-          ? 'bad_request'
-          : (status ?? 0) >= 500
-            ? 'upstream_error'
-            : decision;
-    options.metrics?.decisions.inc({ outcome, reason: reason ?? 'none' });
+    const outcome = outcomeOf(decision, status);
+    if (extra.tunnel === undefined) options.metrics?.decisions.inc({ outcome, reason: reason ?? 'none' });
+    else options.metrics?.tunnelsOpened.inc({ outcome, reason: reason ?? 'none', mode: extra.tunnel });
     const event: AuditEvent = {
       time: now(),
       requestId,
@@ -169,6 +170,7 @@ export function createCore(
       bytesIn: extra.bytesIn ?? 0,
       bytesOut: extra.bytesOut ?? 0,
       durationMs: performance.now() - started,
+      detail: extra.detail ?? null,
     };
     // The event is queued either way and never dropped; a promise means the queue is full.
     const full = options.audit.record(event);

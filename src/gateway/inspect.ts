@@ -14,7 +14,7 @@ import { type SecureContext, TLSSocket } from 'node:tls';
 import { formatAddress } from '../egress/address.ts';
 import type { Target } from '../egress/index.ts';
 import { normaliseTargetHost } from '../egress/index.ts';
-import { denial, headerValues, sendJson, stripPort } from './answers.ts';
+import { denial, headerValues, isHttp11, sendRefusal, stripPort } from './answers.ts';
 import { judge } from './check.ts';
 import type { Bound, Core } from './core.ts';
 import { REQUEST_ID_HEADER } from './forward.ts';
@@ -163,7 +163,7 @@ export async function openInspected(
     options.metrics?.tunnels.dec();
   });
   socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-  record(requestId, facts, read, 'allowed', null, 200, started, { inspected: true });
+  record(requestId, facts, read, 'allowed', null, 200, started, { inspected: true, tunnel: 'inspected' });
   const first = await firstBytes(socket, head);
   if (first === null) return;
   if (!looksLikeTls(first)) {
@@ -239,6 +239,17 @@ export async function onInnerRequest(core: Core, req: IncomingMessage, res: Serv
   // under a request the client had just sent.
   if (facts.exp - nowSeconds <= TUNNEL_WIND_DOWN_SECONDS) res.shouldKeepAlive = false;
   const hosts = headerValues(req, 'host');
+  if (hosts.length === 0 && isHttp11(req)) {
+    req.resume();
+    const detail = 'an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)';
+    sendRefusal(
+      res,
+      { status: 400, reason: 'missing_host' },
+      { error: 'bad_request', reason: 'missing_host', detail, request_id: requestId },
+    );
+    record(requestId, facts, null, 'denied', 'missing_host', 400, started, { inspected: true, detail });
+    return;
+  }
   const url = req.url ?? '';
   const absolute = /^https?:\/\//i.test(url);
   const named = absolute ? [url.replace(/^https?:\/\/([^/?#]*).*$/is, '$1'), ...hosts] : hosts;
@@ -250,7 +261,7 @@ export async function onInnerRequest(core: Core, req: IncomingMessage, res: Serv
       destination: tunnel.authority,
       request_id: requestId,
     };
-    sendJson(res, 403, body);
+    sendRefusal(res, { status: 403, reason: 'sni_mismatch' }, body);
     record(requestId, facts, null, 'denied', 'sni_mismatch', 403, started, { inspected: true });
     return;
   }
@@ -264,20 +275,22 @@ export async function onInnerRequest(core: Core, req: IncomingMessage, res: Serv
   );
   if (!read.ok) {
     req.resume();
-    sendJson(res, 400, {
-      error: 'bad_request',
-      reason: read.reason,
+    sendRefusal(
+      res,
+      { status: 400, reason: read.reason },
+      { error: 'bad_request', reason: read.reason, detail: read.detail, request_id: requestId },
+    );
+    record(requestId, facts, null, 'denied', read.reason, 400, started, {
+      inspected: true,
       detail: read.detail,
-      request_id: requestId,
     });
-    record(requestId, facts, null, 'denied', read.reason, 400, started, { inspected: true });
     return;
   }
   const verdict = await judge(options, facts, read.target, false);
   options.metrics?.decisionSeconds.observe((performance.now() - started) / 1000);
   if (verdict.verdict === 'deny') {
     req.resume();
-    sendJson(res, 403, denial(verdict, read, requestId));
+    sendRefusal(res, { status: 403, reason: verdict.reason }, denial(verdict, read, requestId));
     record(requestId, facts, read, 'denied', verdict.reason, 403, started, {
       address: verdict.address,
       inspected: true,

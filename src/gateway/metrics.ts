@@ -3,8 +3,27 @@
 // noisy tenant blow up every scrape).
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
+/** What a CONNECT opened: a plain tunnel, an inspected one, or none (refused, upstream failed). */
+export type TunnelMode = 'plain' | 'inspected' | 'none';
+
+export type Outcome = 'allowed' | 'denied' | 'unauthenticated' | 'bad_request' | 'upstream_error';
+
+/** The outcome label of a decision answered with `status` (null: no status, e.g. a refused TLS handshake). */
+export function outcomeOf(decision: 'allowed' | 'denied', status: number | null): Outcome {
+  if (status === 407) return 'unauthenticated';
+  if (status === 400) return 'bad_request';
+  if ((status ?? 0) >= 500) return 'upstream_error';
+  return decision;
+}
+
 export interface GatewayMetrics {
+  /** Requests: absolute-form ones and those inside inspected tunnels. Never CONNECTs. */
   readonly decisions: Counter<'outcome' | 'reason'>;
+  /**
+   * CONNECTs, apart from requests: a tunnel opened is not a request allowed (an inspected tunnel
+   * whose every request is refused would otherwise count as allowed traffic).
+   */
+  readonly tunnelsOpened: Counter<'outcome' | 'reason' | 'mode'>;
   readonly decisionSeconds: Histogram;
   readonly upstreamSeconds: Histogram<'kind'>;
   readonly tunnels: Gauge;
@@ -23,8 +42,14 @@ export function gatewayMetrics(registry: Registry, auditDepth: () => number): Ga
   return {
     decisions: new Counter({
       name: 'reins_gateway_decisions_total',
-      help: 'Gateway decisions by outcome (allowed, denied, unauthenticated, bad_request, upstream_error) and reason.',
+      help: 'Gateway decisions on requests (absolute-form and inside inspected tunnels; CONNECTs are in reins_gateway_tunnels_total) by outcome (allowed, denied, unauthenticated, bad_request, upstream_error) and reason.',
       labelNames: ['outcome', 'reason'],
+      registers: [registry],
+    }),
+    tunnelsOpened: new Counter({
+      name: 'reins_gateway_tunnels_total',
+      help: 'CONNECT decisions by outcome, reason and mode (plain, inspected, or none when no tunnel opened). A plain tunnel is counted when it closes (its audit row carries its bytes), an inspected one when it opens.',
+      labelNames: ['outcome', 'reason', 'mode'],
       registers: [registry],
     }),
     decisionSeconds: new Histogram({

@@ -6,11 +6,19 @@
 // Limits, so that a slow or hostile client cannot exhaust the gateway: header size (16 KiB,
 // request line included), header and idle timeouts, tunnels per token, a connection ceiling.
 // Every socket has an error handler: no input crashes the process.
+//
+// The timeouts are the documented ones to within a fraction of a second (docs/configuration.md).
+// Node's defaults are not: it checks headersTimeout only every connectionsCheckingInterval (30 s),
+// so a 10 s limit closed slow heads after 10 to 40 s; an idle keep-alive connection was closed by
+// keepAliveTimeout (5 s here, plus Node's 1 s buffer) rather than the idle limit; and a request
+// that followed a keep-alive pause ran with no inactivity timeout at all (Node resets the socket's
+// timeout to server.timeout, 0 by default). Threat: slowloris-style clients holding connections
+// far longer than the operator was told.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { sendJson } from './answers.ts';
+import { sendRefusal, writeRefusal } from './answers.ts';
 import { tunnelStillAllowed } from './check.ts';
-import { createCore, DEFAULT_LIMITS, type GatewayOptions } from './core.ts';
+import { createCore, DEFAULT_LIMITS, type GatewayLimits, type GatewayOptions } from './core.ts';
 import { upstreamAgents } from './forward.ts';
 import { onInnerRequest } from './inspect.ts';
 import { onRequest } from './requests.ts';
@@ -28,51 +36,39 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const upstreams = upstreamAgents(options.upstreamCa);
 
-  const server = http.createServer({
-    maxHeaderSize: limits.maxHeaderBytes,
-    headersTimeout: limits.headersTimeoutMs,
-    requestTimeout: 0, // bodies stream for as long as they need; idle sockets time out below
-    keepAliveTimeout: 5_000,
-    // The absolute-form target names the host; a Host header, when sent, must agree with it
-    // (request-target.ts). Node would otherwise answer 400 itself, without a reason.
-    requireHostHeader: false,
-  });
+  const server = http.createServer(serverOptions(limits));
+  // Bytes stalled mid-request (a body that stops, an answer that stops) close the connection after
+  // idleTimeoutMs too: Node applies server.timeout to each request's socket. No 'timeout' listener
+  // on the server, so Node destroys the socket.
+  server.timeout = limits.idleTimeoutMs;
   // Requests inside inspected tunnels: the same limits, fed one tunnel at a time.
-  const inner = http.createServer({
-    maxHeaderSize: limits.maxHeaderBytes,
-    headersTimeout: limits.headersTimeoutMs,
-    requestTimeout: 0,
-    keepAliveTimeout: limits.idleTimeoutMs,
-    requireHostHeader: false,
-  });
+  const inner = http.createServer(serverOptions(limits));
+  inner.timeout = limits.idleTimeoutMs;
+  // This server never listens (its connections are handed to it), and Node starts the periodic
+  // check that enforces headersTimeout on 'listening'. Without it a client inside a tunnel could
+  // take for ever to send a request head.
+  inner.emit('listening');
   const core = createCore(options, limits, upstreams, inner);
   const { now, bound } = core;
-  inner.on('clientError', (_err, socket) => socket.destroy());
+  inner.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answerClientError(err, socket);
+    else socket.destroy();
+  });
   inner.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    onInnerRequest(core, req, res).catch(() => {
-      if (!res.headersSent) sendJson(res, 502, { error: 'upstream_error', reason: 'internal' });
-      else res.destroy();
-    });
+    onInnerRequest(core, req, res).catch(() => internalError(res));
   });
   // A ceiling on open client connections: past it, new ones are refused by the kernel backlog
   // rather than exhausting the process.
   server.maxConnections = limits.maxConnections;
   server.on('connection', (socket: Socket) => {
+    // Node's own idle handling leaves a socket once it becomes a CONNECT tunnel; this stays, so a
+    // tunnel with no bytes either way for idleTimeoutMs is closed too.
     socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
     socket.on('error', () => {});
   });
-  server.on('clientError', (_err, socket: Socket) => {
-    if (socket.writable) {
-      socket.end(
-        'HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"error":"bad_request"}',
-      );
-    } else socket.destroy();
-  });
+  server.on('clientError', answerClientError);
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    onRequest(core, req, res).catch(() => {
-      if (!res.headersSent) sendJson(res, 502, { error: 'upstream_error', reason: 'internal' });
-      else res.destroy();
-    });
+    onRequest(core, req, res).catch(() => internalError(res));
   });
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on('error', () => {});
@@ -121,9 +117,67 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       for (const entry of bound) for (const socket of entry.sockets) socket.destroy();
       server.closeAllConnections();
       inner.closeAllConnections();
+      // Stops its connection checks (it never listened: close only ends what 'listening' began).
+      inner.close();
       await closed;
       upstreams.http.destroy();
       upstreams.https.destroy();
     },
   };
+}
+
+/**
+ * headersTimeoutMs: from a connection's opening, or from the first byte of each further request on
+ * it, to the end of the request head. Node checks it every connectionsCheckingInterval, so the
+ * interval is a small fraction of the limit (at most 1 s): the limit holds to within that.
+ * idleTimeoutMs: how long a keep-alive connection may wait for its next request. Node adds a
+ * keepAliveTimeoutBuffer (1 s by default) to it; 0 makes the advertised limit the real one.
+ */
+function serverOptions(limits: GatewayLimits): http.ServerOptions {
+  return {
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeoutMs,
+    connectionsCheckingInterval: checkingInterval(limits.headersTimeoutMs),
+    requestTimeout: 0, // bodies stream for as long as they need; stalled ones time out as idle
+    keepAliveTimeout: limits.idleTimeoutMs,
+    keepAliveTimeoutBuffer: 0,
+    // The absolute-form target names the host; a Host header must agree with it
+    // (request-target.ts), and one missing from an HTTP/1.1 request is refused there with a
+    // reason, where Node would answer 400 itself without one.
+    requireHostHeader: false,
+  } as http.ServerOptions;
+}
+
+/** How often Node looks for heads that took too long: a tenth of the limit, within 10 ms to 1 s. */
+export function checkingInterval(headersTimeoutMs: number): number {
+  return Math.min(1_000, Math.max(10, Math.floor(headersTimeoutMs / 10)));
+}
+
+/**
+ * What Node's parser gave up on: a head that took longer than headersTimeoutMs (408), or one it
+ * could not read (400: malformed, too large). Answered raw, with the reason, and closed.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    writeRefusal(
+      socket,
+      { status: 408, reason: 'headers_timeout' },
+      { error: 'request_timeout', reason: 'headers_timeout' },
+    );
+  } else {
+    const reason = err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'malformed';
+    writeRefusal(socket, { status: 400, reason }, { error: 'bad_request', reason });
+  }
+}
+
+function internalError(res: ServerResponse): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendRefusal(res, { status: 502, reason: 'internal' }, { error: 'upstream_error', reason: 'internal' });
 }

@@ -4,16 +4,34 @@
 //
 // Ambiguous targets are refused, not repaired (threat: the gateway checking one destination
 // while the upstream or a later hop reads another): userinfo, fragments, an absolute URI whose
-// host disagrees with `Host`, several `Host` headers, and the path forms normaliseTarget refuses
-// (encoded `/` or `\`, NUL, dot segments escaping the root).
+// host disagrees with `Host`, several `Host` headers, a CONNECT whose `Host` names another
+// authority than its target, and the path forms normaliseTarget refuses (encoded `/` or `\`,
+// NUL, dot segments escaping the root).
+//
+// HTTP/1.1 framing is strict (RFC 9112 §3.2): a request without `Host` is refused with 400
+// (`missing_host`) even when its absolute-form target names the host; HTTP/1.0 has no such rule.
 import { normaliseTarget, type Target } from '../egress/index.ts';
 
 export type TargetRead =
   | { readonly ok: true; readonly target: Target; readonly forwardPath: string; readonly authority: string }
-  | { readonly ok: false; readonly reason: 'ambiguous_target' | 'malformed'; readonly detail: string };
+  | {
+      readonly ok: false;
+      readonly reason: 'ambiguous_target' | 'malformed' | 'missing_host';
+      readonly detail: string;
+    };
 
-/** An absolute-form request target, with every Host header the request carried. */
-export function readAbsoluteTarget(method: string, url: string, hostHeaders: readonly string[]): TargetRead {
+const NO_HOST = 'an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)';
+
+/**
+ * An absolute-form request target, with every Host header the request carried. `hostRequired`:
+ * the request is HTTP/1.1 (or later), so it must carry a Host.
+ */
+export function readAbsoluteTarget(
+  method: string,
+  url: string,
+  hostHeaders: readonly string[],
+  hostRequired = false,
+): TargetRead {
   const match = /^(https?):\/\/([^/?#]*)(.*)$/i.exec(url);
   if (match === null) {
     return malformed('send absolute-form targets (http://host/path); this is a proxy, not an origin server');
@@ -37,6 +55,7 @@ export function readAbsoluteTarget(method: string, url: string, hostHeaders: rea
   if (!normalised.ok) return fromProblem(normalised.problem, normalised.message);
 
   if (hostHeaders.length > 1) return ambiguous('more than one Host header');
+  if (hostHeaders.length === 0 && hostRequired) return missingHost();
   if (hostHeaders.length === 1) {
     const named = splitAuthority((hostHeaders[0] as string).trim());
     const same =
@@ -53,8 +72,18 @@ export function readAbsoluteTarget(method: string, url: string, hostHeaders: rea
   };
 }
 
-/** A CONNECT target: `host:port`, the port required (RFC 9110 §9.3.6). */
-export function readConnectTarget(url: string, scheme: 'https' | 'http'): TargetRead {
+/**
+ * A CONNECT target: `host:port`, the port required (RFC 9110 §9.3.6), with every Host header the
+ * request carried. The Host must name the same host; it may leave the port out (RFC 9110's own
+ * example does), but a port it names must be the target's. Threat: a component after the gateway
+ * (or a log reader) taking the Host for the destination of a tunnel that goes elsewhere.
+ */
+export function readConnectTarget(
+  url: string,
+  scheme: 'https' | 'http',
+  hostHeaders: readonly string[] = [],
+  hostRequired = false,
+): TargetRead {
   const hostPort = splitAuthority(url);
   if (hostPort === null || hostPort.port === null) {
     return malformed('CONNECT needs host:port');
@@ -67,6 +96,18 @@ export function readConnectTarget(url: string, scheme: 'https' | 'http'): Target
     path: '/',
   });
   if (!normalised.ok) return fromProblem(normalised.problem, normalised.message);
+  if (hostHeaders.length > 1) return ambiguous('more than one Host header');
+  if (hostHeaders.length === 0 && hostRequired) return missingHost();
+  if (hostHeaders.length === 1) {
+    const named = splitAuthority((hostHeaders[0] as string).trim());
+    const same =
+      named !== null &&
+      sameOrigin(normalised.target, 'CONNECT', scheme, {
+        host: named.host,
+        port: named.port ?? hostPort.port,
+      });
+    if (!same) return ambiguous('the Host header names another authority than the CONNECT target');
+  }
   return {
     ok: true,
     target: { ...normalised.target, path: [] },
@@ -119,6 +160,10 @@ function fromProblem(problem: string, message: string): TargetRead {
 
 function ambiguous(detail: string): TargetRead {
   return { ok: false, reason: 'ambiguous_target', detail };
+}
+
+function missingHost(): TargetRead {
+  return { ok: false, reason: 'missing_host', detail: NO_HOST };
 }
 
 function malformed(detail: string): TargetRead {

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
-import { answer407, denial, headerValues, sendJson } from './answers.ts';
+import { answer407, denial, headerValues, isHttp11, sendRefusal } from './answers.ts';
 import { authenticate, judge, type Verdict } from './check.ts';
 import type { Bound, Core } from './core.ts';
 import {
@@ -24,11 +24,15 @@ export async function onRequest(core: Core, req: IncomingMessage, res: ServerRes
   const started = performance.now();
   const requestId = randomUUID();
   res.setHeader(REQUEST_ID_HEADER, requestId);
+  // Read before the token is checked, so that a 407's audit row says where it was going.
+  const read = readAbsoluteTarget(req.method ?? '', req.url ?? '', headerValues(req, 'host'), isHttp11(req));
   const auth = await authenticate(options, headerValues(req, 'proxy-authorization'));
   if (!auth.ok) {
     req.resume();
-    answer407(res, auth.detail, requestId);
-    record(requestId, null, null, 'denied', 'invalid_token', 407, started);
+    answer407(res, auth.problem, auth.detail, requestId);
+    record(requestId, null, read.ok ? read : null, 'denied', 'invalid_token', 407, started, {
+      detail: auth.problem,
+    });
     return;
   }
   const { facts } = auth;
@@ -38,23 +42,21 @@ export async function onRequest(core: Core, req: IncomingMessage, res: ServerRes
   const inFlight: Bound = { facts, sockets: [req.socket] };
   bound.add(inFlight);
   res.once('close', () => bound.delete(inFlight));
-  const read = readAbsoluteTarget(req.method ?? '', req.url ?? '', headerValues(req, 'host'));
   if (!read.ok) {
     req.resume();
-    sendJson(res, 400, {
-      error: 'bad_request',
-      reason: read.reason,
-      detail: read.detail,
-      request_id: requestId,
-    });
-    record(requestId, facts, null, 'denied', read.reason, 400, started);
+    sendRefusal(
+      res,
+      { status: 400, reason: read.reason },
+      { error: 'bad_request', reason: read.reason, detail: read.detail, request_id: requestId },
+    );
+    record(requestId, facts, null, 'denied', read.reason, 400, started, { detail: read.detail });
     return;
   }
   const verdict = await judge(options, facts, read.target, false);
   options.metrics?.decisionSeconds.observe((performance.now() - started) / 1000);
   if (verdict.verdict === 'deny') {
     req.resume();
-    sendJson(res, 403, denial(verdict, read, requestId));
+    sendRefusal(res, { status: 403, reason: verdict.reason }, denial(verdict, read, requestId));
     record(requestId, facts, read, 'denied', verdict.reason, 403, started, { address: verdict.address });
     return;
   }
@@ -123,7 +125,7 @@ export async function forward(
       return;
     }
     status = isTimeout(err) ? 504 : 502;
-    sendJson(res, status, { error: 'upstream_error', reason, request_id: requestId });
+    sendRefusal(res, { status, reason }, { error: 'upstream_error', reason, request_id: requestId });
   });
   upstream.on('response', (upstreamRes) => {
     options.metrics?.upstreamSeconds.observe({ kind: 'request' }, (performance.now() - dialled) / 1000);
@@ -135,7 +137,7 @@ export async function forward(
       upstream.destroy();
       reason = 'upstream_invalid';
       status = 502;
-      sendJson(res, 502, { error: 'upstream_error', reason, request_id: requestId });
+      sendRefusal(res, { status, reason }, { error: 'upstream_error', reason, request_id: requestId });
       return;
     }
     status = code;

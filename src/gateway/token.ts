@@ -3,14 +3,7 @@
 // token it has seen. Revocation is NOT cached here: the caller checks the jti against the live
 // revocation state on every request (an ECDSA signature can be re-encoded into a second valid
 // form, so the token string is not an identity; the jti is).
-import {
-  createLocalJWKSet,
-  createRemoteJWKSet,
-  type JSONWebKeySet,
-  type JWTPayload,
-  type JWTVerifyGetKey,
-  jwtVerify,
-} from 'jose';
+import { type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import { compileRuleSet, type Rule, type RuleSet } from '../egress/index.ts';
 import { requestedRules } from '../server/provider/issuance.ts';
 
@@ -124,6 +117,10 @@ export class TokenVerifier {
         return fail('wrong_audience', 'the token is not for this gateway');
       }
       if (code === 'ERR_JWS_INVALID' || code === 'ERR_JWT_INVALID') return fail('malformed', 'not a JWT');
+      // An unknown kid costs no I/O here (keys.ts); nor is it remembered (only valid tokens are).
+      if (code === 'ERR_JWKS_NO_MATCHING_KEY') {
+        return fail('invalid', 'the token names no key this gateway knows');
+      }
       return fail('invalid', 'the token did not verify');
     }
     return factsOf(payload);
@@ -169,37 +166,5 @@ function fail(problem: TokenProblem, detail: string): TokenCheck {
   return { ok: false, problem, detail };
 }
 
-/**
- * Keys of a server in the same process: read from the database on first use and again when a
- * token names an unknown `kid` (a key rotated in by another process), at most once per cooldown.
- */
-export function localKeys(load: () => Promise<JSONWebKeySet>, cooldownMs = 5_000): JWTVerifyGetKey {
-  let current: { jwks: JWTVerifyGetKey; loadedAt: number } | null = null;
-  let loading: Promise<void> | null = null;
-  const reload = () => {
-    loading ??= load()
-      .then((set) => {
-        current = { jwks: createLocalJWKSet(set), loadedAt: Date.now() };
-      })
-      .finally(() => {
-        loading = null;
-      });
-    return loading;
-  };
-  return async (header, token) => {
-    if (current === null) await reload();
-    try {
-      return await (current as unknown as { jwks: JWTVerifyGetKey }).jwks(header, token);
-    } catch (err) {
-      const stale = Date.now() - (current as unknown as { loadedAt: number }).loadedAt > cooldownMs;
-      if ((err as { code?: unknown }).code !== 'ERR_JWKS_NO_MATCHING_KEY' || !stale) throw err;
-      await reload();
-      return (current as unknown as { jwks: JWTVerifyGetKey }).jwks(header, token);
-    }
-  };
-}
-
-/** Keys of a remote server, from its JWKS endpoint (cached; refetched on an unknown kid). */
-export function remoteKeys(jwksUri: string): JWTVerifyGetKey {
-  return createRemoteJWKSet(new URL(jwksUri), { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000 });
-}
+// Where the keys come from, and how often they are read again: keys.ts.
+export { KEY_REFRESH_COOLDOWN_MS, localKeys, remoteKeys } from './keys.ts';

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import net, { type Socket } from 'node:net';
-import { denial, headerValues, writeRaw } from './answers.ts';
+import { denial, headerValues, isHttp11, write407, writeRefusal } from './answers.ts';
 import { authenticate, judge } from './check.ts';
 import type { Bound, Core } from './core.ts';
 import { isTimeout } from './forward.ts';
@@ -20,32 +20,32 @@ export async function onConnect(
   await auditRoom();
   const started = performance.now();
   const requestId = randomUUID();
+  const hosts = headerValues(req, 'host');
+  const hostRequired = isHttp11(req);
+  // CONNECT names no scheme: the tunnel is allowed when the origin is granted whole under
+  // either (whatever runs inside then reaches nothing the token does not grant). Read before the
+  // token is checked, so that a 407's audit row says where it was going.
+  let read = readConnectTarget(req.url ?? '', 'https', hosts, hostRequired);
   const auth = await authenticate(options, headerValues(req, 'proxy-authorization'));
   if (!auth.ok) {
-    writeRaw(
-      socket,
-      407,
-      'Proxy Authentication Required',
-      { error: 'invalid_token', error_description: auth.detail, request_id: requestId },
-      {
-        'proxy-authenticate': 'Bearer realm="reins", error="invalid_token"',
-      },
-    );
-    record(requestId, null, null, 'denied', 'invalid_token', 407, started);
+    write407(socket, auth.problem, auth.detail, requestId);
+    record(requestId, null, read.ok ? read : null, 'denied', 'invalid_token', 407, started, {
+      tunnel: 'none',
+      detail: auth.problem,
+    });
     return;
   }
   const { facts } = auth;
-  // CONNECT names no scheme: the tunnel is allowed when the origin is granted whole under
-  // either (whatever runs inside then reaches nothing the token does not grant).
-  let read = readConnectTarget(req.url ?? '', 'https');
   if (!read.ok) {
-    writeRaw(socket, 400, 'Bad Request', {
-      error: 'bad_request',
-      reason: read.reason,
+    writeRefusal(
+      socket,
+      { status: 400, reason: read.reason },
+      { error: 'bad_request', reason: read.reason, detail: read.detail, request_id: requestId },
+    );
+    record(requestId, facts, null, 'denied', read.reason, 400, started, {
+      tunnel: 'none',
       detail: read.detail,
-      request_id: requestId,
     });
-    record(requestId, facts, null, 'denied', read.reason, 400, started);
     return;
   }
   let verdict = await judge(options, facts, read.target, true);
@@ -53,7 +53,7 @@ export async function onConnect(
   // fetch tunnels http:// URLs too). Only then: any other refusal (cross_tenant, a forbidden
   // address, a partial grant) stands, whatever an http rule for the same port says.
   if (verdict.verdict === 'deny' && verdict.reason === 'no_matching_rule') {
-    const plain = readConnectTarget(req.url ?? '', 'http');
+    const plain = readConnectTarget(req.url ?? '', 'http', hosts, hostRequired);
     if (plain.ok) {
       read = plain;
       verdict = await judge(options, facts, plain.target, true);
@@ -68,20 +68,22 @@ export async function onConnect(
     return;
   }
   if (verdict.verdict === 'deny') {
-    writeRaw(socket, 403, 'Forbidden', denial(verdict, read, requestId));
-    record(requestId, facts, read, 'denied', verdict.reason, 403, started, { address: verdict.address });
+    writeRefusal(socket, { status: 403, reason: verdict.reason }, denial(verdict, read, requestId));
+    record(requestId, facts, read, 'denied', verdict.reason, 403, started, {
+      address: verdict.address,
+      tunnel: 'none',
+    });
     return;
   }
   const open = tunnelsByJti.get(facts.jti) ?? 0;
   if (open >= limits.tunnelsPerToken) {
-    writeRaw(
+    writeRefusal(
       socket,
-      429,
-      'Too Many Requests',
+      { status: 429, reason: 'too_many_tunnels' },
       { error: 'budget_exceeded', reason: 'too_many_tunnels', request_id: requestId },
       { 'retry-after': '1' },
     );
-    record(requestId, facts, read, 'denied', 'too_many_tunnels', 429, started);
+    record(requestId, facts, read, 'denied', 'too_many_tunnels', 429, started, { tunnel: 'none' });
     return;
   }
   // The slot is taken now, not once the upstream answers: a burst of CONNECTs must not all
@@ -115,14 +117,12 @@ export async function onConnect(
     if (!opened) {
       releaseSlot();
       const status = isTimeout(err) ? 504 : 502;
-      writeRaw(socket, status, status === 504 ? 'Gateway Timeout' : 'Bad Gateway', {
-        error: 'upstream_error',
-        reason: isTimeout(err) ? 'upstream_timeout' : 'upstream_unreachable',
-        request_id: requestId,
-      });
-      record(requestId, facts, readOk, 'allowed', 'upstream_unreachable', status, started, {
+      const reason = isTimeout(err) ? 'upstream_timeout' : 'upstream_unreachable';
+      writeRefusal(socket, { status, reason }, { error: 'upstream_error', reason, request_id: requestId });
+      record(requestId, facts, readOk, 'allowed', reason, status, started, {
         address: allowed.address,
         rule: allowed.rule,
+        tunnel: 'none',
       });
     } else socket.destroy();
   });
@@ -168,6 +168,7 @@ export async function onConnect(
         rule: allowed.rule,
         bytesIn,
         bytesOut,
+        tunnel: 'plain',
       });
     };
     socket.on('close', close);

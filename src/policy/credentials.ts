@@ -3,9 +3,9 @@
 // A private key pasted into a policy file is an error (and the key should be treated as leaked).
 import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import { describe } from './describe.ts';
-import { type Diagnostic, error } from './diagnostic.ts';
+import { type Diagnostic, error, warning } from './diagnostic.ts';
 import type { NodePath } from './document.ts';
-import { parseSecretHash } from './secret-hash.ts';
+import { parseSecretHash, verifySecret } from './secret-hash.ts';
 import type { AuthData, IssuerData, JwksData } from './shape.ts';
 import type { Located } from './tenants.ts';
 
@@ -21,6 +21,43 @@ export function checkClientAuth(client: Located<{ auth: AuthData }>, out: Diagno
     const parsed = parseSecretHash(auth.secret_hash);
     if (!parsed.ok) out.push(error(client.file.locate([...path, 'secret_hash']), parsed.message));
   }
+  if (auth.example_secret !== undefined) checkExampleSecret(client, path, auth, out);
+}
+
+/**
+ * `example_secret` publishes a secret on purpose (the shipped examples, so that the commands
+ * `reins serve` prints work as pasted). The server still verifies the hash; the plaintext must
+ * match it, and every validation says that anyone can use this client.
+ */
+function checkExampleSecret(
+  client: Located<{ auth: AuthData }>,
+  path: NodePath,
+  auth: AuthData,
+  out: Diagnostic[],
+): void {
+  const at = client.file.locate([...path, 'example_secret']);
+  if (auth.secret_hash === undefined) {
+    out.push(
+      error(
+        at,
+        'example_secret needs the secret_hash it is the plaintext of (`reins policy hash-secret` makes one); a real client has no example_secret at all',
+      ),
+    );
+    return;
+  }
+  if (parseSecretHash(auth.secret_hash).ok && !verifySecret(auth.example_secret ?? '', auth.secret_hash)) {
+    out.push(
+      error(at, 'example_secret does not match secret_hash: hash it again with `reins policy hash-secret`'),
+    );
+    return;
+  }
+  out.push(
+    warning(
+      at,
+      `${describe(client.path)} publishes its secret (example_secret): anyone who reads this file can obtain this client's tokens. ` +
+        'Fine for the examples; before real use remove example_secret and set a secret_hash or secret_env of your own',
+    ),
+  );
 }
 
 export function checkIssuer(issuer: Located<IssuerData>, out: Diagnostic[]): void {

@@ -24,7 +24,10 @@ export type NodePath = readonly (string | number)[];
 
 export interface ParsedFile {
   readonly source: PolicySource;
-  /** The document as plain data; undefined when the YAML itself is broken. */
+  /**
+   * The document as plain data; undefined when the YAML itself is broken. With duplicate keys
+   * (errors in the diagnostics) it is still read, the later entry of each winning.
+   */
   readonly value: unknown;
   /** Position of the value at `path` (or of the nearest ancestor that exists). */
   locate(path: NodePath): Position;
@@ -53,8 +56,11 @@ export function parsePolicyFile(source: PolicySource): ParseOutcome {
     ...doc.warnings.map((e) => warning(at(e.pos[0]), yamlMessage(doc, e))),
   ];
 
+  // A duplicate key leaves the document whole (the later entry wins in `value`): the file is
+  // still read, so that its other mistakes are reported in the same run; validate.ts keeps it
+  // out of the compiled policy. Any other YAML error leaves nothing reliable to read.
   let value: unknown;
-  if (doc.errors.length === 0) {
+  if (doc.errors.every((e) => e.code === 'DUPLICATE_KEY')) {
     try {
       value = doc.toJS({ maxAliasCount: MAX_ALIASES });
     } catch (err) {

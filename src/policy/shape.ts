@@ -20,6 +20,8 @@ export interface AuthData {
   readonly jwks_uri?: string;
   readonly secret_env?: string;
   readonly secret_hash?: string;
+  /** Examples only: the published plaintext of secret_hash (examples.ts). */
+  readonly example_secret?: string;
 }
 
 export interface SettingsData {

@@ -5,11 +5,14 @@
 // (duplicates, settings conflicts, client ids) → per tenant: rules, names, credentials, lifetimes,
 // user subjects against every client id of the deployment, effective egress → warnings. A file
 // that fails an early phase is left out of the later ones, and its tenant's "unknown name" errors
-// are held back, so one typo does not cascade.
+// are held back, so one typo does not cascade. Every mistake of every file is still reported in
+// one run: a file whose YAML parsed despite duplicate keys is checked against the schema too, and
+// the rules of a file left out are checked on their own (rule-scan.ts).
 import { compileTenant, type ResolvedTenant } from './compile.ts';
 import { compareText, type Diagnostic, error, hasErrors, sortDiagnostics } from './diagnostic.ts';
 import { parsePolicyFile } from './document.ts';
 import type { PolicyModel, TenantModel } from './model.ts';
+import { scanRules } from './rule-scan.ts';
 import { schemaErrors } from './schema.ts';
 import { schemaDiagnostics } from './schema-messages.ts';
 import type { PolicyFileData } from './shape.ts';
@@ -36,7 +39,9 @@ export function validatePolicies(sources: readonly PolicySource[]): ValidationRe
     diagnostics.push(...yamlDiagnostics);
     const tenant = tenantOf(file.value);
     if (tenant !== null) tenantIds.add(tenant);
-    if (hasErrors(yamlDiagnostics)) {
+    const yamlBroken = hasErrors(yamlDiagnostics);
+    // Broken beyond reading (syntax): nothing more to say about this file.
+    if (yamlBroken && file.value === undefined) {
       if (tenant !== null) incomplete.add(tenant);
       continue;
     }
@@ -45,8 +50,8 @@ export function validatePolicies(sources: readonly PolicySource[]): ValidationRe
       continue;
     }
     const errors = schemaErrors(file.value);
-    if (errors.length > 0) {
-      diagnostics.push(...schemaDiagnostics(file, errors));
+    if (yamlBroken || errors.length > 0) {
+      diagnostics.push(...schemaDiagnostics(file, errors), ...scanRules(file));
       if (tenant !== null) incomplete.add(tenant);
       continue;
     }

@@ -1,5 +1,6 @@
 // The authorization server's listener: signing keys, the live client registry, oidc-provider,
-// and the expiry sweep of its storage, started and stopped together.
+// the interception CA bundle at /ca.pem (ca-route.ts), and the expiry sweep of its storage,
+// started and stopped together.
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,6 +10,7 @@ import { ClientRegistry } from '../server/clients/index.ts';
 import { ensureSigningKey, loadKeys } from '../server/keys/index.ts';
 import { createProvider } from '../server/provider/index.ts';
 import type { Db } from '../store/db.ts';
+import { interceptionCaRoute } from './ca-route.ts';
 import type { Logger } from './logger.ts';
 
 export interface AuthServer {
@@ -17,7 +19,17 @@ export interface AuthServer {
   close(): Promise<void>;
 }
 
-export async function startAuthServer(config: Config, db: Db, log: Logger): Promise<AuthServer> {
+export interface AuthServerOptions {
+  /** How long /ca.pem reuses the bundle it read (ca-route.ts, CA_BUNDLE_CACHE_MS by default). */
+  readonly caBundleCacheMs?: number;
+}
+
+export async function startAuthServer(
+  config: Config,
+  db: Db,
+  log: Logger,
+  options: AuthServerOptions = {},
+): Promise<AuthServer> {
   const { kid, created } = await ensureSigningKey(db, {
     secretKey: config.secretKey,
     now: new Date(),
@@ -28,13 +40,21 @@ export async function startAuthServer(config: Config, db: Db, log: Logger): Prom
   const clients = await ClientRegistry.open(db, {
     onError: (err: unknown) => log.warn({ err }, 'could not reload the OAuth clients'),
   });
+  const caBundle = interceptionCaRoute({
+    db,
+    issuer: config.issuer,
+    cacheMs: options.caBundleCacheMs,
+    onError: (err: unknown) => log.warn({ err }, 'could not read the interception CA for /ca.pem'),
+  });
   const provider = createProvider({
     issuer: config.issuer,
     db,
     clients,
     gatewayResource: config.gatewayResource,
     signingKeys: keys.signing.map((k) => k.privateJwk),
+    extraMetadata: caBundle.metadata,
   });
+  provider.use(caBundle.middleware);
   provider.on('server_error', (_ctx: unknown, err: unknown) =>
     log.error({ err }, 'authorization server error'),
   );

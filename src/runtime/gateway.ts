@@ -48,7 +48,10 @@ export async function startGatewayRuntime(
   const verifier = new TokenVerifier({
     issuer: config.issuer,
     audience: config.gatewayResource,
-    keys: localKeys(() => loadPublicJwks(db)),
+    keys: localKeys(() => loadPublicJwks(db), {
+      // A failed read leaves every token unverifiable until the next one (5 s later): say why.
+      onError: (err: unknown) => log.warn({ err }, 'could not read the signing keys'),
+    }),
     onLookup: (result) => metrics.tokenCache.inc({ result }),
   });
   const pruner = setInterval(() => verifier.prune(), 30_000);

@@ -9,6 +9,8 @@ export type { Logger };
 const REDACT = [
   'secretKey',
   'databaseUrl',
+  'adminToken',
+  'example_secret',
   'password',
   'secret',
   'token',
@@ -18,6 +20,9 @@ const REDACT = [
   'req.headers.authorization',
   'req.headers["proxy-authorization"]',
   '*.secretKey',
+  '*.adminToken',
+  '*.token',
+  '*.example_secret',
   '*.databaseUrl',
   '*.password',
   '*.client_secret',

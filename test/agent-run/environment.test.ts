@@ -2,13 +2,14 @@
 // the CA variables.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bundleText, readCa, temporaryCaFiles } from '../../src/agent-run/ca-bundle.ts';
+import { bundleText, readCa, saveFetchedCa, temporaryCaFiles } from '../../src/agent-run/ca-bundle.ts';
+import { plainHttpOffLoopback } from '../../src/agent-run/ca-fetch.ts';
 import { childEnvironment, formatVariables, proxyVariables } from '../../src/agent-run/environment.ts';
 
 const run = promisify(execFile);
@@ -58,6 +59,34 @@ describe('childEnvironment', () => {
       https_proxy: PROXY,
       NODE_USE_ENV_PROXY: '1',
     });
+  });
+});
+
+describe('what the command is not given', () => {
+  it('withholds the admin credential, the database URL, the key secret and the agent’s own secret variable', () => {
+    const env = childEnvironment(
+      {
+        PATH: '/bin',
+        REINS_ADMIN_TOKEN: 'a'.repeat(40),
+        REINS_SERVER: 'http://127.0.0.1:9464',
+        DATABASE_URL: 'postgres://u:p@db/reins',
+        REINS_SECRET_KEY: 'k',
+        BILLING_SECRET: 's',
+        OTHER: 'kept',
+      },
+      proxyVariables(PROXY, undefined),
+      ['BILLING_SECRET'],
+    );
+    for (const name of [
+      'REINS_ADMIN_TOKEN',
+      'REINS_SERVER',
+      'DATABASE_URL',
+      'REINS_SECRET_KEY',
+      'BILLING_SECRET',
+    ]) {
+      expect(env[name], name).toBeUndefined();
+    }
+    expect(env).toMatchObject({ PATH: '/bin', OTHER: 'kept', HTTP_PROXY: PROXY });
   });
 });
 
@@ -133,7 +162,7 @@ describe('the CA files', () => {
   });
 
   it('writes the bundle to a private directory that remove() deletes; NODE_EXTRA_CA_CERTS is the CA', async () => {
-    const files = await temporaryCaFiles(join(dir, 'ca.pem'), {});
+    const files = await temporaryCaFiles(await readCa(join(dir, 'ca.pem')), {});
     expect(files.certificate).toBe(join(dir, 'ca.pem'));
     expect(await readFile(String(files.bundle), 'utf8')).toContain(caPem.trim());
     await files.remove();
@@ -141,13 +170,53 @@ describe('the CA files', () => {
   });
 
   it('keeps the caller’s NODE_EXTRA_CA_CERTS beside the CA', async () => {
-    const files = await temporaryCaFiles(join(dir, 'ca.pem'), {
+    const files = await temporaryCaFiles(await readCa(join(dir, 'ca.pem')), {
       NODE_EXTRA_CA_CERTS: join(dir, 'internal.pem'),
     });
     expect(files.certificate).not.toBe(join(dir, 'ca.pem'));
     expect(await readFile(files.certificate, 'utf8')).toBe(`${otherPem.trim()}\n${caPem.trim()}\n`);
     await files.remove();
     expect(existsSync(files.certificate)).toBe(false);
+  });
+
+  it('writes a CA fetched from the issuer (no file of its own) beside the bundle, and removes both', async () => {
+    const files = await temporaryCaFiles({ pem: caPem }, {});
+    expect(files.certificate.startsWith(tmpdir())).toBe(true);
+    expect(await readFile(files.certificate, 'utf8')).toBe(caPem);
+    expect((await stat(files.certificate)).mode & 0o777).toBe(0o600);
+    await files.remove();
+    expect(existsSync(files.certificate)).toBe(false);
+    expect(existsSync(String(files.bundle))).toBe(false);
+  });
+
+  it('keeps a CA `reins env` fetched under XDG_CACHE_HOME, one file per issuer, replaced whole', async () => {
+    const cache = join(dir, 'cache');
+    const first = await saveFetchedCa('http://127.0.0.1:3000', otherPem, { XDG_CACHE_HOME: cache });
+    expect(first).toBe(join(cache, 'reins', 'interception-ca-127.0.0.1_3000.pem'));
+    const again = await saveFetchedCa('http://127.0.0.1:3000/', caPem, { XDG_CACHE_HOME: cache });
+    expect(again).toBe(first);
+    expect(await readFile(first, 'utf8')).toBe(caPem);
+    expect((await stat(first)).mode & 0o777).toBe(0o644);
+    const other = await saveFetchedCa('https://auth.example.com', caPem, { XDG_CACHE_HOME: cache });
+    expect(other).toBe(join(cache, 'reins', 'interception-ca-auth.example.com.pem'));
+  });
+});
+
+describe('plainHttpOffLoopback', () => {
+  it.each([
+    ['http://127.0.0.1:3000/ca.pem', false],
+    ['http://127.9.9.9/ca.pem', false],
+    ['http://localhost:3000/ca.pem', false],
+    ['http://reins.localhost/ca.pem', false],
+    ['http://[::1]:3000/ca.pem', false],
+    ['https://auth.example.com/ca.pem', false],
+    ['https://10.0.0.5/ca.pem', false],
+    ['http://auth.example.com/ca.pem', true],
+    ['http://10.0.0.5:3000/ca.pem', true],
+    ['http://127.0.0.1.example.com/ca.pem', true],
+    ['http://[::2]/ca.pem', true],
+  ])('%s → warn: %s', (url, warn) => {
+    expect(plainHttpOffLoopback(url)).toBe(warn);
   });
 });
 

@@ -1,13 +1,22 @@
-// `reins run --ca` with an inspecting gateway: the command's TLS clients trust the interception
-// CA through the variables alone (curl through CURL_CA_BUNDLE, Python through SSL_CERT_FILE,
-// Node through NODE_EXTRA_CA_CERTS), while a whole-origin tunnel keeps end-to-end TLS with the
-// real server, whose CA the caller's own SSL_CERT_FILE names.
+// `reins run` with an inspecting gateway and nothing but the issuer: the interception CA comes
+// from the issuer's GET /ca.pem (no --ca, no `reins ca export`), and the command's TLS clients
+// trust it through the variables alone (curl through CURL_CA_BUNDLE, Python through
+// SSL_CERT_FILE, Node through NODE_EXTRA_CA_CERTS), while a whole-origin tunnel keeps end-to-end
+// TLS with the real server, whose CA the caller's own SSL_CERT_FILE names. The gateway signs its
+// leaves with the CA in the database, as `reins serve` does.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ensureInterceptionCa,
+  LeafCache,
+  loadSigningCa,
+  rotateInterceptionCa,
+} from '../../src/gateway/ca/index.ts';
+import type { Interceptor } from '../../src/gateway/inspect.ts';
 import { type Harness, startHarness, WORKER_ENV, within } from '../gateway/support.ts';
-import { type HttpsUpstream, makeCa, startHttpsUpstream, testInterceptor } from '../gateway/tls-support.ts';
+import { type HttpsUpstream, makeCa, startHttpsUpstream } from '../gateway/tls-support.ts';
 import { testBackends } from '../support/db.ts';
 import { runReins } from '../support/run-reins.ts';
 
@@ -18,26 +27,37 @@ describe('reins run through an inspecting gateway', { timeout: 60_000 }, () => {
   let h: Harness;
   let upstream: HttpsUpstream;
   let dir: string;
-  let interceptionCa: string;
+  let otherCa: string;
   let upstreamCa: string;
   let secure: string;
+  // The gateway's leaves, from the database's CA once the harness (and its database) is up.
+  let leaves: LeafCache | undefined;
+  const interceptor: Interceptor = {
+    secureContextFor: (host) => {
+      if (leaves === undefined) throw new Error('no interception CA loaded');
+      return leaves.secureContextFor(host);
+    },
+  };
 
   beforeAll(async () => {
     const upstreamAuthority = await makeCa('upstream test CA');
-    const interception = await makeCa('interception test CA');
+    const other = await makeCa('a CA the gateway does not use');
     upstream = await startHttpsUpstream(upstreamAuthority, 'secure.test');
     const u = upstream.port;
     h = await startHarness(backend, {
       extraEgress: () => [`GET,POST https://secure.test:${u}/v1/`, `https://whole-tls.test:${u}/`],
       hosts: { 'secure.test': ['127.0.0.1'], 'whole-tls.test': ['127.0.0.1'] },
       openings: [`127.0.0.1/32:${u}`],
-      interceptor: testInterceptor(interception),
+      interceptor,
       upstreamCa: upstreamAuthority.certPem,
     });
+    // What the gateway runtime does at start: create the CA if there is none, sign with it.
+    await ensureInterceptionCa(h.auth.db, { now: new Date() });
+    leaves = new LeafCache(await loadSigningCa(h.auth.db, { now: new Date() }));
     dir = await mkdtemp(join(tmpdir(), 'reins-run-inspected-'));
-    interceptionCa = join(dir, 'interception-ca.pem');
+    otherCa = join(dir, 'other-ca.pem');
     upstreamCa = join(dir, 'upstream-ca.pem');
-    await writeFile(interceptionCa, interception.certPem);
+    await writeFile(otherCa, other.certPem);
     await writeFile(upstreamCa, upstreamAuthority.certPem);
     secure = `https://secure.test:${u}`;
   });
@@ -66,24 +86,21 @@ describe('reins run through an inspecting gateway', { timeout: 60_000 }, () => {
       env,
     );
 
-  describe('gives every client the same answers on a path-scoped rule', () => {
+  describe('gives every client the same answers on a path-scoped rule, with no --ca', () => {
     // Allowed: POST /v1/… (its body echoed back). Refused inside the tunnel: another path, and
     // another method on the allowed path.
     const expected = ['200 body of {client}', '403 path_not_allowed', '403 method_not_allowed'];
 
     it('curl (trusting the CA through CURL_CA_BUNDLE), all three on one connection', async () => {
       const each = (args: string[]) => ['-s', '-w', '\n%{http_code} %{num_connects}\n', ...args];
-      const result = await reinsRun(
-        [
-          'curl',
-          ...each(['--data-binary', 'body of curl', `${secure}/v1/echo`]),
-          '--next',
-          ...each([`${secure}/v2/other`]),
-          '--next',
-          ...each(['-X', 'DELETE', `${secure}/v1/echo`]),
-        ],
-        ['--ca', interceptionCa],
-      );
+      const result = await reinsRun([
+        'curl',
+        ...each(['--data-binary', 'body of curl', `${secure}/v1/echo`]),
+        '--next',
+        ...each([`${secure}/v2/other`]),
+        '--next',
+        ...each(['-X', 'DELETE', `${secure}/v1/echo`]),
+      ]);
       expect(result.code, result.stderr).toBe(0);
       const lines = result.stdout.trim().split('\n');
       const reason = (json: string | undefined) => (JSON.parse(json ?? '{}') as { reason?: string }).reason;
@@ -120,8 +137,8 @@ describe('reins run through an inspecting gateway', { timeout: 60_000 }, () => {
         'process.stdout.write(lines.join("\\n") + "\\n");',
       ].join('\n');
       const [py, js] = await Promise.all([
-        reinsRun(['python3', '-c', python], ['--ca', interceptionCa]),
-        reinsRun([process.execPath, '--input-type=module', '-e', node], ['--ca', interceptionCa]),
+        reinsRun(['python3', '-c', python]),
+        reinsRun([process.execPath, '--input-type=module', '-e', node]),
       ]);
       const answers = (client: string) => expected.map((line) => line.replace('{client}', client));
       expect(py, py.stderr).toMatchObject({ code: 0 });
@@ -133,16 +150,13 @@ describe('reins run through an inspecting gateway', { timeout: 60_000 }, () => {
 
   it('refuses a ClientHello whose SNI names another host than the CONNECT (curl exit 35)', async () => {
     // --connect-to: the tunnel is opened to secure.test, the TLS inside names evil.test.
-    const result = await reinsRun(
-      [
-        'curl',
-        '-s',
-        '--connect-to',
-        `evil.test:${upstream.port}:secure.test:${upstream.port}`,
-        `https://evil.test:${upstream.port}/v1/echo`,
-      ],
-      ['--ca', interceptionCa],
-    );
+    const result = await reinsRun([
+      'curl',
+      '-s',
+      '--connect-to',
+      `evil.test:${upstream.port}:secure.test:${upstream.port}`,
+      `https://evil.test:${upstream.port}/v1/echo`,
+    ]);
     expect(result.code).toBe(35);
     const rows = await within(5_000, async () => {
       const { rows } = await h.auth.db.query<{ host: string; decision: string }>(
@@ -174,12 +188,13 @@ describe('reins run through an inspecting gateway', { timeout: 60_000 }, () => {
     ]);
   });
 
-  it('fails certificate verification without --ca (curl exit 60)', async () => {
-    const result = await reinsRun(['curl', '-s', `${secure}/v1/charges`], [], {
+  it('lets an explicit --ca win over the issuer’s bundle: another CA fails verification (curl exit 60)', async () => {
+    const result = await reinsRun(['curl', '-s', `${secure}/v1/charges`], ['--ca', otherCa], {
       CURL_CA_BUNDLE: undefined,
       SSL_CERT_FILE: undefined,
     });
     expect(result.code).toBe(60);
+    expect(h.upstream.seen.some((s) => s.url === '/v1/charges')).toBe(false);
   });
 
   it('keeps TLS end to end for a whole origin: the real server’s CA from the caller’s SSL_CERT_FILE stays trusted', async () => {
@@ -195,7 +210,7 @@ describe('reins run through an inspecting gateway', { timeout: 60_000 }, () => {
         'end to end',
         `${secure}/anything`,
       ],
-      ['--ca', interceptionCa],
+      [],
       { SSL_CERT_FILE: upstreamCa, CURL_CA_BUNDLE: undefined, REQUESTS_CA_BUNDLE: undefined },
     );
     expect(result, result.stderr).toMatchObject({ code: 0, stdout: 'end to end' });
@@ -207,5 +222,25 @@ describe('reins run through an inspecting gateway', { timeout: 60_000 }, () => {
       return rows.length > 0 ? rows : undefined;
     });
     expect(rows).toEqual([{ method: 'CONNECT', inspected: false }]);
+  });
+
+  it('after `reins ca rotate`, trusts the new CA and the one it replaced (gateways switch when they restart)', async () => {
+    const before = await loadSigningCa(h.auth.db, { now: new Date() });
+    const rotated = await rotateInterceptionCa(h.auth.db, { now: new Date() });
+    const curl = ['curl', '-s', '--data-binary', 'after rotation', `${secure}/v1/echo`];
+    const count = 'grep -c "BEGIN CERTIFICATE" "$NODE_EXTRA_CA_CERTS"';
+    // This gateway still signs with the replaced CA, as a gateway not yet restarted does.
+    expect(leaves?.ca.id).toBe(before.id);
+    const [old, bundle] = await Promise.all([
+      reinsRun(curl),
+      reinsRun(['sh', '-c', count], [], { NODE_EXTRA_CA_CERTS: undefined }),
+    ]);
+    expect(old, old.stderr).toMatchObject({ code: 0, stdout: 'after rotation' });
+    expect(bundle).toMatchObject({ code: 0, stdout: '2\n' });
+    // Restarted: it signs with the new one, and agents started before or after trust it too.
+    leaves?.setCa(await loadSigningCa(h.auth.db, { now: new Date() }));
+    expect(leaves?.ca.id).toBe(rotated.id);
+    const next = await reinsRun(curl);
+    expect(next, next.stderr).toMatchObject({ code: 0, stdout: 'after rotation' });
   });
 });

@@ -66,7 +66,9 @@ describe('reins run across token lifetimes', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const reinsRun = (command: string[], extra: string[] = []) =>
+  // The gateway signs with the test's interception CA, which the issuer does not publish
+  // (/ca.pem serves the database's CA): the command is told to trust it with --ca.
+  const reinsRun = (command: string[], extra: string[] = ['--ca', interceptionCa]) =>
     runReins([
       'run',
       '--agent',

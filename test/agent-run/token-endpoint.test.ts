@@ -121,6 +121,22 @@ describe('client credentials', () => {
     });
   });
 
+  it('sends the secret in the form body, and no Authorization, for an agent declared client_secret_post', async () => {
+    const obtain = clientCredentials({
+      issuer: issuer.url,
+      auth: { method: 'client_secret_post', clientId: 'worker', secret: 's:cret%+é' },
+      now: () => 5_000,
+    });
+    expect(await obtain()).toEqual({ token: TOKEN, expiresAt: 5_000 + 300_000 });
+    const post = issuer.seen[1];
+    expect(post?.headers.authorization).toBeUndefined();
+    expect(Object.fromEntries(post?.form ?? [])).toEqual({
+      grant_type: 'client_credentials',
+      client_id: 'worker',
+      client_secret: 's:cret%+é',
+    });
+  });
+
   it('discovers once, then asks the token endpoint alone', async () => {
     const obtain = clientCredentials({ issuer: issuer.url, auth: basic });
     await obtain();

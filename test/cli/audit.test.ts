@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FollowCursor, parseSince } from '../../src/cli/audit.ts';
+import { formatLine } from '../../src/cli/audit-lines.ts';
 import { type AuditEvent, AuditWriter } from '../../src/gateway/audit.ts';
+import type { AuditRecord } from '../../src/gateway/audit-read.ts';
 import type { Db } from '../../src/store/db.ts';
 import { migrate } from '../../src/store/migrate.ts';
 import { openPg } from '../../src/store/pg.ts';
@@ -74,6 +76,7 @@ const NAMED = [
     host: 'evil.example',
     path: '/',
     matchedRule: null,
+    detail: 'expired',
   }),
   event({
     requestId: 'delegated',
@@ -225,10 +228,10 @@ describe.each(targets())('reins audit on $name', ({ name, make }) => {
     const lines = run.stdout.trimEnd().split('\n');
     expect(lines).toHaveLength(4);
     expect(lines[0]).toBe(
-      `${minutesAgo(45).toISOString()}  denied   invalid_token  -  -  GET  https://evil.example:443/  407`,
+      `${minutesAgo(45).toISOString()}  denied   invalid_token (expired)  -  -  GET  https://evil.example:443/  407`,
     );
     expect(lines[1]).toBe(
-      `${minutesAgo(20).toISOString()}  allowed  -  acme  research-agent  GET  https://api.stripe.com:443/v1/customers  200`,
+      `${minutesAgo(20).toISOString()}  allowed  -  acme  research-agent (for alice)  GET  https://api.stripe.com:443/v1/customers  200`,
     );
     expect(lines[2]).toBe(
       `${minutesAgo(5).toISOString()}  denied   forbidden_address  acme  billing-agent  GET  http://10.0.0.8:80/latest/meta-data  403`,
@@ -279,7 +282,12 @@ describe.each(targets())('reins audit on $name', ({ name, make }) => {
       bytes_in: 10,
       bytes_out: 5,
       port: 443,
+      detail: null,
     });
+    expect(run.stdout).toContain('"request_id":"unauthenticated"');
+    expect(run.stdout.split('\n').find((line) => line.includes('"request_id":"unauthenticated"'))).toContain(
+      '"detail":"expired"',
+    );
   }, 60_000);
 
   it('query filters by tenant, agent, decision, --since and --limit', async () => {
@@ -451,5 +459,108 @@ describe('following by id', () => {
     cursor.saw([15], 60_000);
     expect(cursor.missing).toEqual([]);
     expect(cursor.after).toBe(15);
+  });
+});
+
+describe('an audit line', () => {
+  const record = (overrides: Partial<AuditRecord>): AuditRecord => ({
+    id: 1,
+    time: '2026-05-01T12:00:00.000Z',
+    request_id: 'r',
+    tenant: 'acme',
+    agent: 'billing-agent',
+    subject: 'billing-agent',
+    delegation_chain: null,
+    jti: 'j',
+    method: 'GET',
+    scheme: 'https',
+    host: 'api.stripe.com',
+    port: 443,
+    path: '/v1/charges',
+    decision: 'allowed',
+    reason: null,
+    matched_rule: null,
+    resolved_address: null,
+    inspected: false,
+    status: 200,
+    bytes_in: 0,
+    bytes_out: 0,
+    duration_ms: 1,
+    detail: null,
+    ...overrides,
+  });
+  const T = '2026-05-01T12:00:00.000Z';
+
+  it.each([
+    [
+      'a request: scheme://host:port/path',
+      record({}),
+      `${T}  allowed  -  acme  billing-agent  GET  https://api.stripe.com:443/v1/charges  200`,
+    ],
+    [
+      'a refused CONNECT: CONNECT host:port, not a made-up URL',
+      record({ method: 'CONNECT', path: '/', decision: 'denied', reason: 'no_matching_rule', status: 403 }),
+      `${T}  denied   no_matching_rule  acme  billing-agent  CONNECT  api.stripe.com:443  403`,
+    ],
+    [
+      'a CONNECT to an IPv6 literal, bracketed',
+      record({ method: 'CONNECT', host: '2001:db8::1', path: '/', status: 200 }),
+      `${T}  allowed  -  acme  billing-agent  CONNECT  [2001:db8::1]:443  200`,
+    ],
+    [
+      'a delegated request: the agent and the user it acts for',
+      record({ agent: 'research-agent', subject: 'alice', delegation_chain: { sub: 'research-agent' } }),
+      `${T}  allowed  -  acme  research-agent (for alice)  GET  https://api.stripe.com:443/v1/charges  200`,
+    ],
+    [
+      'a 407: the credential problem and the target',
+      record({
+        tenant: null,
+        agent: null,
+        subject: null,
+        jti: null,
+        method: 'CONNECT',
+        path: '/',
+        decision: 'denied',
+        reason: 'invalid_token',
+        status: 407,
+        detail: 'revoked',
+      }),
+      `${T}  denied   invalid_token (revoked)  -  -  CONNECT  api.stripe.com:443  407`,
+    ],
+    [
+      'a 407 written before the problem was recorded',
+      record({
+        tenant: null,
+        agent: null,
+        subject: null,
+        decision: 'denied',
+        reason: 'invalid_token',
+        status: 407,
+      }),
+      `${T}  denied   invalid_token  -  -  GET  https://api.stripe.com:443/v1/charges  407`,
+    ],
+    [
+      'a 400: its reason, not its detail in words',
+      record({
+        host: null,
+        port: null,
+        path: null,
+        method: null,
+        scheme: null,
+        decision: 'denied',
+        reason: 'missing_host',
+        status: 400,
+        detail: 'an HTTP/1.1 request needs a Host header',
+      }),
+      `${T}  denied   missing_host  acme  billing-agent  -  -  400`,
+    ],
+    [
+      'a control character in a delegated user, escaped',
+      record({ subject: 'eve\u001b[2J' }),
+      `${T}  allowed  -  acme  billing-agent (for eve\\u001b[2J)  GET  https://api.stripe.com:443/v1/charges  200`,
+    ],
+  ])('shows %s', (_name, input, expected) => {
+    expect(formatLine(input)).toBe(expected);
   });
 });

@@ -1,14 +1,21 @@
 // `reins ca export`, `reins ca rotate` and `reins ca list` as an operator runs them: a real process
-// on an embedded database directory, its output and its exit code.
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+// on an embedded database directory, its output and its exit code; and `ca export` reading a
+// running `reins serve` (GET /ca.pem) while that server holds the embedded database.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { splitBundle } from '../gateway/ca/support.ts';
+import { within } from '../gateway/support.ts';
 import { runReins } from '../support/run-reins.ts';
 
 const dirs: string[] = [];
+const children: ChildProcess[] = [];
 afterEach(async () => {
+  for (const child of children.splice(0)) child.kill('SIGKILL');
   await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 });
 
@@ -143,4 +150,112 @@ describe('reins ca', () => {
     for (const command of ['export', 'rotate', 'list']) expect(ca.stdout).toContain(command);
     expect((await runReins(['--help'])).stdout).toMatch(/\bca\b.*interception CA/);
   }, 60_000);
+
+  it('reads the bundle from a running server: with --issuer, and on its own while `reins serve` holds the embedded database', async () => {
+    const dir = await tempDir();
+    const data = join(dir, 'data');
+    const port = await freePort();
+    const issuer = `http://127.0.0.1:${port}`;
+    const server = serve(data, port);
+    const served = await within(150_000, async () => {
+      const response = await fetch(`${issuer}/ca.pem`).catch(() => undefined);
+      return response?.status === 200 ? response.text() : undefined;
+    });
+    expect(splitBundle(served)).toHaveLength(1);
+    const id = /CN=reins interception CA (\S+)/.exec(splitBundle(served)[0]?.subject ?? '')?.[1];
+
+    const [viaIssuer, onItsOwn, written] = await Promise.all([
+      runReins(['ca', 'export', '--issuer', issuer], ENV),
+      // No --issuer: the database is held, so it asks REINS_ISSUER's server and says so.
+      runReins(['ca', 'export', '--data-dir', data], { ...ENV, REINS_ISSUER: issuer }),
+      runReins(['ca', 'export', '--issuer', issuer, '--out', join(dir, 'ca.pem')], ENV),
+    ]);
+    expect(viaIssuer).toMatchObject({ code: 0, stdout: served, stderr: '' });
+    expect(onItsOwn).toMatchObject({ code: 0, stdout: served });
+    expect(onItsOwn.stderr).toMatch(
+      new RegExp(
+        `^reins: the embedded database at \\S+ is in use by process ${server.pid}: read the CA from ${issuer}/ca\\.pem instead\\n$`,
+      ),
+    );
+    expect(written).toMatchObject({
+      code: 0,
+      stdout: `wrote 1 CA certificate to ${join(dir, 'ca.pem')} (from ${issuer}/ca.pem): ${id}\n`,
+    });
+    expect(await readFile(join(dir, 'ca.pem'), 'utf8')).toBe(served);
+
+    // Once the server has stopped, the database itself gives the same bundle.
+    server.kill('SIGTERM');
+    await new Promise((resolve) => server.once('close', resolve));
+    const direct = await runReins(['ca', 'export', '--data-dir', data], ENV);
+    expect(direct).toMatchObject({ code: 0, stdout: served, stderr: '' });
+  }, 300_000);
+
+  it('says in one line, exit 3, when the server cannot be reached', async () => {
+    const port = await freePort();
+    const run = await runReins(['ca', 'export', '--issuer', `http://127.0.0.1:${port}`], ENV);
+    expect(run).toMatchObject({
+      code: 3,
+      stdout: '',
+      stderr: `reins: cannot fetch the interception CA: cannot reach http://127.0.0.1:${port}: ECONNREFUSED\n`,
+    });
+  }, 60_000);
+
+  it('gives both reasons in one line, exit 3, when the database is held and no server answers', async () => {
+    const data = join(await tempDir(), 'data');
+    await mkdir(data, { recursive: true });
+    // Held by a live process (this test runner), as `reins serve` holds it.
+    await writeFile(join(data, 'reins.lock'), `${process.pid}\n`);
+    const port = await freePort();
+    const run = await runReins(['ca', 'export', '--data-dir', data], {
+      ...ENV,
+      REINS_ISSUER: `http://127.0.0.1:${port}`,
+    });
+    expect(run).toMatchObject({ code: 3, stdout: '' });
+    expect(run.stderr).toMatch(
+      new RegExp(
+        `^reins: the embedded database at \\S+ is in use by process ${process.pid}: .*; asking the server at ` +
+          `http://127\\.0\\.0\\.1:${port} instead failed: cannot fetch the interception CA: cannot reach ` +
+          `http://127\\.0\\.0\\.1:${port}: ECONNREFUSED \\(pass --issuer URL\\)\\n$`,
+      ),
+    );
+  }, 60_000);
 });
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const ENTRY =
+  "const { main } = await import('./src/cli/main.ts');" +
+  "process.exitCode = await main(['node', 'reins', ...process.argv.slice(1)]);";
+
+/** `reins serve` on the embedded database in `data`, its issuer on `port`, other ports ephemeral. */
+function serve(data: string, port: number): ChildProcess {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--input-type=module', '--eval', ENTRY, '--', 'serve'],
+    {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        ...ENV,
+        REINS_DATA_DIR: data,
+        REINS_PORT: String(port),
+        REINS_ISSUER: `http://127.0.0.1:${port}`,
+        REINS_GATEWAY_PORT: '0',
+        REINS_ADMIN_PORT: '0',
+        REINS_LOG_LEVEL: 'warn',
+        ACME_BILLING_AGENT_SECRET: 'ca-test-secret',
+      },
+      stdio: 'ignore',
+    },
+  );
+  children.push(child);
+  return child;
+}
+
+/** A loopback port free a moment ago (the issuer must be known before the server starts). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}

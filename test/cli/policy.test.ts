@@ -36,8 +36,11 @@ afterAll(async () => {
 describe('reins policy validate', () => {
   it('exits 0 on the shipped policies', async () => {
     const run = await runReins(['policy', 'validate', 'policies/'], LOCAL);
-    expect(run.stderr).toBe('');
-    expect(run.stdout).toContain('policies/: valid: 2 tenants');
+    // The one warning: the quickstart's billing agent publishes its (example) secret.
+    expect(run.stderr).toMatch(
+      /^policies\/acme\.yaml:\d+:\d+: warning: agent 'billing-agent' publishes its secret \(example_secret\)[^\n]*\n$/,
+    );
+    expect(run.stdout).toContain('policies/: valid with 1 warning: 2 tenants');
     expect(run.code).toBe(0);
   });
 
@@ -58,6 +61,48 @@ describe('reins policy validate', () => {
     expect(lines.at(-1)).toBe(`reins: ${dir}: 4 errors, 0 warnings`);
     expect(run.stderr).not.toMatch(/\n\s+at /);
     expect(run.stdout).toBe('');
+  });
+
+  it('reports two unknown keys of one file and a bad rule of another in one run, and exits 1', async () => {
+    const two = await mkdtemp(join(tmpdir(), 'reins-policy-two-'));
+    try {
+      await writeFile(
+        join(two, 'keys.yaml'),
+        [
+          'tenant: acme',
+          'agents:',
+          '  billing-agent:',
+          '    auth: { method: client_secret_basic, secret_env: BILLING }',
+          '    egress: []',
+          '    tokn_ttl: 60',
+          '    may_akt: []',
+          '',
+        ].join('\n'),
+      );
+      await writeFile(
+        join(two, 'rule.yaml'),
+        [
+          'tenant: globex',
+          'integrations:',
+          '  shipping: ["POST https://api.shipping.example:99999/labels"]',
+          '',
+        ].join('\n'),
+      );
+      const run = await runReins(['policy', 'validate', two], LOCAL);
+      expect(run.code).toBe(1);
+      const lines = run.stderr.trimEnd().split('\n');
+      expect(lines.map((l) => l.replace(`${two}/`, ''))).toEqual([
+        expect.stringMatching(/^keys\.yaml:6:5: error: unknown key 'tokn_ttl' .*did you mean 'token_ttl'\?$/),
+        expect.stringMatching(/^keys\.yaml:7:5: error: unknown key 'may_akt' .*did you mean 'may_act'\?$/),
+        expect.stringMatching(
+          /^rule\.yaml:3:49: error: invalid rule 'POST https:\/\/api\.shipping\.example:99999\/labels' in integration 'shipping'\[0\]: .*port/,
+        ),
+        `reins: ${two}: 3 errors, 0 warnings`,
+      ]);
+      expect(run.stdout).toBe('');
+    } finally {
+      await rm(two, { recursive: true, force: true });
+    }
   });
 
   it('exits 3 when the directory does not exist', async () => {

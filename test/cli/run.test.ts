@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { exportJWK, exportPKCS8, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureInterceptionCa, exportTrustBundle } from '../../src/gateway/ca/index.ts';
 import {
   auditRow,
   gatewayPolicy,
@@ -32,6 +33,9 @@ const ENTRY =
 const [backend] = testBackends();
 if (backend === undefined) throw new Error('no test backend');
 
+const POSTER_ENV = 'RUN_TEST_POSTER_SECRET';
+const POSTER_SECRET = 'poster-secret-used-only-in-tests';
+
 /** The private_key_jwt agents added to the harness policy: one per key type. */
 const SIGNERS = [
   { name: 'signer-es256', alg: 'ES256', options: {} },
@@ -46,6 +50,10 @@ describe('reins run and reins env', { timeout: 60_000 }, () => {
   let api: string;
   let whole: string;
   let dir: string;
+  /** Where `reins env` keeps the CA it fetched (XDG_CACHE_HOME), never the developer's ~/.cache. */
+  let cache: string;
+  /** The bundle the harness's issuer serves at /ca.pem. */
+  let issuerCa: string;
   const keyFiles = new Map<string, string>();
 
   /** The options that point reins at the harness, for the worker agent and its secret. */
@@ -67,6 +75,10 @@ describe('reins run and reins env', { timeout: 60_000 }, () => {
     api = `http://api.test:${h.upstream.port}`;
     whole = `http://whole.test:${h.upstream.port}`;
     dir = await mkdtemp(join(tmpdir(), 'reins-run-test-'));
+    cache = join(dir, 'cache');
+    // What the gateway does at first start; the issuer then serves it at /ca.pem.
+    await ensureInterceptionCa(h.auth.db, { now: new Date() });
+    issuerCa = (await exportTrustBundle(h.auth.db, new Date())).pem;
     // Agents that authenticate with private_key_jwt, one per key type, granted the api integration.
     const agents: string[] = [];
     for (const signer of SIGNERS) {
@@ -84,12 +96,20 @@ describe('reins run and reins env', { timeout: 60_000 }, () => {
         '    egress: [api]',
       );
     }
+    // An agent declared client_secret_post: the server accepts its secret only in the form body.
+    process.env[POSTER_ENV] = POSTER_SECRET;
+    agents.push(
+      '  poster:',
+      `    auth: { method: client_secret_post, secret_env: ${POSTER_ENV} }`,
+      '    egress: [api]',
+    );
     const files = gatewayPolicy(h.upstream.port);
     await h.applyPolicy({ ...files, 'acme.yaml': `${files['acme.yaml']}${agents.join('\n')}\n` });
     // The server reloads its clients on the policy notification.
     await within(5_000, () => h.auth.clients.lookup('signer-rs256') !== undefined);
   });
   afterAll(async () => {
+    delete process.env[POSTER_ENV];
     await h?.close();
     await rm(dir, { recursive: true, force: true });
   });
@@ -153,7 +173,11 @@ describe('reins run and reins env', { timeout: 60_000 }, () => {
     });
 
     it('gives the command the proxy variables, and no NO_PROXY', async () => {
-      const result = await reinsRun(['env'], worker(), { NO_PROXY: 'api.test', no_proxy: 'api.test' });
+      const result = await reinsRun(['env'], worker(), {
+        NO_PROXY: 'api.test',
+        no_proxy: 'api.test',
+        REINS_ADMIN_TOKEN: 'an-admin-credential-the-agent-must-not-see',
+      });
       expect(result.code).toBe(0);
       const vars = parseEnv(result.stdout);
       expect(vars.HTTP_PROXY).toMatch(/^http:\/\/reins:[A-Za-z0-9_-]{32}@127\.0\.0\.1:[0-9]+$/);
@@ -165,6 +189,37 @@ describe('reins run and reins env', { timeout: 60_000 }, () => {
       });
       expect(vars.NO_PROXY).toBeUndefined();
       expect(vars.no_proxy).toBeUndefined();
+      // reins's credentials stay with reins: the agent gets its leash, not the keys to it.
+      expect(vars.REINS_ADMIN_TOKEN).toBeUndefined();
+      expect(vars[WORKER_ENV]).toBeUndefined();
+    });
+
+    it('sends the secret of an agent declared client_secret_post in the form with --secret-method post', async () => {
+      const options = (extra: string[]) => [
+        '--agent',
+        'poster',
+        '--secret-env',
+        POSTER_ENV,
+        ...extra,
+        '--gateway',
+        h.proxyUrl,
+        '--issuer',
+        h.auth.url,
+      ];
+      const env = { [POSTER_ENV]: POSTER_SECRET };
+      const posted = await reinsRun(
+        ['curl', '-s', `${api}/v1/posted`],
+        options(['--secret-method', 'post']),
+        env,
+      );
+      expect(posted.code, posted.stderr).toBe(0);
+      const seen = h.upstream.seen.find((s) => s.url === '/v1/posted');
+      expect(await auditRow(h, String(seen?.headers['x-request-id']))).toMatchObject({ agent: 'poster' });
+      // Basic is not how poster is declared: refused before the command starts (exit 1, one line).
+      const basic = await reinsRun(['curl', '-s', `${api}/v1/basic`], options([]), env);
+      expect(basic.code).not.toBe(0);
+      expect(basic.stderr).toMatch(/^reins: .*invalid_client.*\n$/);
+      expect(h.upstream.seen.find((s) => s.url === '/v1/basic')).toBeUndefined();
     });
 
     it('passes the command’s exit code through', async () => {
@@ -233,25 +288,51 @@ describe('reins run and reins env', { timeout: 60_000 }, () => {
       expect(existsSync(String(sslCertFile))).toBe(false);
     });
 
-    it('leaves the CA variables as the caller has them without --ca', async () => {
-      const result = await reinsRun(['env'], worker(), {
-        SSL_CERT_FILE: '/callers/own/bundle.pem',
-        NODE_EXTRA_CA_CERTS: undefined,
-        REQUESTS_CA_BUNDLE: undefined,
-        CURL_CA_BUNDLE: undefined,
+    it('without --ca, gives the command the issuer’s CA bundle (GET /ca.pem), and removes it at exit', async () => {
+      const result = await reinsRun(
+        [
+          'sh',
+          '-c',
+          'echo "$NODE_EXTRA_CA_CERTS $SSL_CERT_FILE $REQUESTS_CA_BUNDLE $CURL_CA_BUNDLE"; cat "$NODE_EXTRA_CA_CERTS"; tail -c 2000 "$SSL_CERT_FILE"',
+        ],
+        worker(),
+        { NODE_EXTRA_CA_CERTS: undefined, SSL_CERT_FILE: undefined },
+      );
+      expect(result, result.stderr).toMatchObject({ code: 0, stderr: '' });
+      const [paths = '', ...rest] = result.stdout.split('\n');
+      const [extra, sslCertFile, requests, curl] = paths.split(' ');
+      expect([requests, curl]).toEqual([sslCertFile, sslCertFile]);
+      expect(extra).not.toBe(sslCertFile);
+      const printed = rest.join('\n');
+      // NODE_EXTRA_CA_CERTS is the bundle itself; the others end with it, after the usual roots.
+      expect(printed.startsWith(issuerCa)).toBe(true);
+      expect(printed.endsWith(issuerCa)).toBe(true);
+      expect(existsSync(String(extra))).toBe(false);
+      expect(existsSync(String(sslCertFile))).toBe(false);
+    });
+
+    it('exits 3 in one line, without running the command, when the issuer has no CA to give', async () => {
+      const port = await closedPort();
+      const marker = join(dir, 'ran-without-ca');
+      const tokenCommand = `curl -s -u "worker:$${WORKER_ENV}" -d grant_type=client_credentials ${h.auth.url}/token | python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])"`;
+      const result = await reinsRun(
+        ['touch', marker],
+        ['--token-command', tokenCommand, '--gateway', h.proxyUrl, '--issuer', `http://127.0.0.1:${port}`],
+      );
+      expect(result).toMatchObject({
+        code: 3,
+        stdout: '',
+        stderr: `reins: cannot fetch the interception CA: cannot reach http://127.0.0.1:${port}: ECONNREFUSED; give --issuer URL, or --ca FILE\n`,
       });
-      const vars = parseEnv(result.stdout);
-      expect(vars.SSL_CERT_FILE).toBe('/callers/own/bundle.pem');
-      for (const name of ['NODE_EXTRA_CA_CERTS', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE']) {
-        expect(vars[name], name).toBeUndefined();
-      }
+      expect(existsSync(marker)).toBe(false);
     });
 
     it('takes each token from --token-command', async () => {
       const tokenCommand = `curl -s -u "worker:$${WORKER_ENV}" -d grant_type=client_credentials ${h.auth.url}/token | python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])"`;
       const result = await reinsRun(
         ['curl', '-s', '--data-binary', 'via token command', `${api}/v1/token-command`],
-        ['--token-command', tokenCommand, '--gateway', h.proxyUrl],
+        // The token comes from the command; the CA still from the issuer.
+        ['--token-command', tokenCommand, '--gateway', h.proxyUrl, '--issuer', h.auth.url],
       );
       expect(result, result.stderr).toMatchObject({ code: 0, stdout: 'via token command', stderr: '' });
     });
@@ -306,16 +387,10 @@ describe('reins run and reins env', { timeout: 60_000 }, () => {
 
   describe('reins env', () => {
     const envJson = async (options: string[]) => {
-      const result = await runReins([
-        'env',
-        ...options,
-        '--gateway',
-        h.proxyUrl,
-        '--issuer',
-        h.auth.url,
-        '--format',
-        'json',
-      ]);
+      const result = await runReins(
+        ['env', ...options, '--gateway', h.proxyUrl, '--issuer', h.auth.url, '--format', 'json'],
+        { XDG_CACHE_HOME: cache },
+      );
       expect(result.code, result.stderr).toBe(0);
       return { vars: JSON.parse(result.stdout) as Record<string, string>, result };
     };
@@ -333,6 +408,7 @@ describe('reins run and reins env', { timeout: 60_000 }, () => {
         'NO_PROXY',
         'no_proxy',
         'NODE_USE_ENV_PROXY',
+        'NODE_EXTRA_CA_CERTS',
       ]);
       expect(vars.HTTP_PROXY).toMatch(new RegExp(`^http://agent:[A-Za-z0-9_.-]+@${gatewayHost}$`));
       expect(vars).toMatchObject({ NO_PROXY: '', NODE_USE_ENV_PROXY: '1' });
@@ -344,7 +420,7 @@ describe('reins run and reins env', { timeout: 60_000 }, () => {
     });
 
     it('prints shell exports that a shell can eval', async () => {
-      const result = await runReins(['env', ...worker()]);
+      const result = await runReins(['env', ...worker()], { XDG_CACHE_HOME: cache });
       expect(result.code).toBe(0);
       expect(result.stdout).toMatch(/^export HTTP_PROXY='http:\/\/agent:/);
       const { stdout } = await run('sh', [
@@ -398,9 +474,32 @@ describe('reins run and reins env', { timeout: 60_000 }, () => {
       );
     });
 
-    it('refuses a --bundle without --ca (exit 2)', async () => {
-      const result: ReinsRun = await runReins(['env', ...worker(), '--bundle', join(dir, 'x.pem')]);
-      expect(result).toMatchObject({ code: 2, stdout: '' });
+    it('without --ca, keeps the issuer’s CA under XDG_CACHE_HOME for NODE_EXTRA_CA_CERTS, and bundles it', async () => {
+      const bundle = join(dir, 'issuer-bundle.pem');
+      const { vars } = await envJson(['--agent', 'worker', '--secret-env', WORKER_ENV, '--bundle', bundle]);
+      const kept = join(cache, 'reins', `interception-ca-${new URL(h.auth.url).host.replace(':', '_')}.pem`);
+      expect(vars).toMatchObject({
+        NODE_EXTRA_CA_CERTS: kept,
+        SSL_CERT_FILE: bundle,
+        REQUESTS_CA_BUNDLE: bundle,
+        CURL_CA_BUNDLE: bundle,
+      });
+      expect(await readFile(kept, 'utf8')).toBe(issuerCa);
+      expect((await readFile(bundle, 'utf8')).endsWith(issuerCa)).toBe(true);
+    });
+
+    it('exits 3 in one line, printing nothing, when the issuer has no CA to give', async () => {
+      const port = await closedPort();
+      const tokenCommand = `curl -s -u "worker:$${WORKER_ENV}" -d grant_type=client_credentials ${h.auth.url}/token | python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])"`;
+      const result: ReinsRun = await runReins(
+        ['env', '--token-command', tokenCommand, '--issuer', `http://127.0.0.1:${port}`],
+        { XDG_CACHE_HOME: cache },
+      );
+      expect(result).toMatchObject({
+        code: 3,
+        stdout: '',
+        stderr: `reins: cannot fetch the interception CA: cannot reach http://127.0.0.1:${port}: ECONNREFUSED; give --issuer URL, or --ca FILE\n`,
+      });
     });
   });
 });

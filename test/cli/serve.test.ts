@@ -2,6 +2,7 @@
 // health endpoints, and stops cleanly on SIGTERM.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,8 +22,9 @@ const LOCAL = {
   REINS_ADMIN_PORT: '0',
   REINS_GATEWAY_PORT: '0',
   REINS_LOG_LEVEL: 'info',
-  ACME_BILLING_AGENT_SECRET: 'serve-test-secret',
 };
+// The example billing agent's published secret (policies/acme.yaml, auth.example_secret).
+const EXAMPLE_SECRET = 'reins-example-billing-secret';
 
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
@@ -56,8 +58,10 @@ function serve(args: string[] = []): Promise<Started> {
     const onData = (chunk: Buffer) => {
       output += chunk.toString('utf8');
       const url = /health: +curl -s (http:\/\/\S+)\/readyz/.exec(output)?.[1];
-      const tokenUrl = / (http:\/\/\S+\/token)\n/.exec(output)?.[1];
-      if (url && tokenUrl) resolve({ child, adminUrl: url, tokenUrl, output: () => output, exited });
+      const tokenUrl = / (http:\/\/\S+\/token)\b/.exec(output)?.[1];
+      // The production printout has no token command: ready once its last line is out.
+      if (url && (tokenUrl || output.includes('stop with Ctrl-C.')))
+        resolve({ child, adminUrl: url, tokenUrl: tokenUrl ?? '', output: () => output, exited });
     };
     child.stdout?.on('data', onData);
     child.stderr?.on('data', (chunk: Buffer) => {
@@ -84,7 +88,7 @@ describe('reins serve', () => {
     expect((await fetch(`${adminUrl}/livez`)).status).toBe(200);
     expect(await (await fetch(`${adminUrl}/metrics`)).text()).toContain('process_cpu_user_seconds_total');
     expect((await fetch(`${adminUrl}/nothing`)).status).toBe(404);
-    expect(output()).toContain('"msg":"policies loaded"');
+    expect(output()).toContain('policies: applied ./policies as version 1');
   }, 60_000);
 
   it('issues the token its printed curl asks for', async () => {
@@ -92,7 +96,7 @@ describe('reins serve', () => {
     const response = await fetch(tokenUrl, {
       method: 'POST',
       headers: {
-        authorization: `Basic ${Buffer.from('billing-agent:serve-test-secret').toString('base64')}`,
+        authorization: `Basic ${Buffer.from(`billing-agent:${EXAMPLE_SECRET}`).toString('base64')}`,
       },
       body: new URLSearchParams({ grant_type: 'client_credentials', resource: 'urn:reins:gateway' }),
     });
@@ -110,7 +114,7 @@ describe('reins serve', () => {
     const response = await fetch(tokenUrl, {
       method: 'POST',
       headers: {
-        authorization: `Basic ${Buffer.from('billing-agent:serve-test-secret').toString('base64')}`,
+        authorization: `Basic ${Buffer.from(`billing-agent:${EXAMPLE_SECRET}`).toString('base64')}`,
       },
       body: new URLSearchParams({ grant_type: 'client_credentials' }),
     });
@@ -129,6 +133,44 @@ describe('reins serve', () => {
     const metrics = await (await fetch(`${adminUrl}/metrics`)).text();
     expect(metrics).toContain('reins_gateway_decisions_total{outcome="denied",reason="no_matching_rule"} 1');
     expect(metrics).toContain('reins_gateway_token_cache_total{result="miss"} 1');
+  }, 60_000);
+
+  it('on policies other than the examples, prints where it runs and nothing example-specific', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'reins-serve-'));
+    dirs.push(dir);
+    await writeFile(
+      join(dir, 'prod.yaml'),
+      'tenant: prod\nagents:\n  crawler:\n    auth: { method: client_secret_basic, secret_env: PROD_CRAWLER_SECRET }\n' +
+        '    egress: ["GET https://api.prod.example/v1/"]\n',
+    );
+    const { output } = await serve(['--policies', dir]);
+    const printed = output()
+      .split('\n')
+      .filter((line) => !line.startsWith('{'));
+    const text = printed.join('\n');
+    expect(text).toMatch(/reins is running: authorization server http:\/\/127\.0\.0\.1:\d+/);
+    expect(text).toContain(`policies: applied ${dir} as version 1`);
+    for (const word of ['billing-agent', 'stripe', 'acme', 'TOKEN', 'example', 'crawler', 'secret']) {
+      expect(text.toLowerCase()).not.toContain(word.toLowerCase());
+    }
+  }, 60_000);
+
+  it('stops at a port already in use, naming the setting to change, and leaves nothing running (exit 2)', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      // The auth server and the gateway have started when the admin port fails: the process
+      // must still exit (runReins resolves on exit), having stopped them.
+      const run = await runReins(['serve'], { ...LOCAL, REINS_ADMIN_PORT: String(port) });
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(
+        `reins: port ${port} is already in use: stop what listens there, or set REINS_ADMIN_PORT (--admin-port) to another port`,
+      );
+      expect(run.stderr).not.toContain('internal error');
+    } finally {
+      taken.close();
+    }
   }, 60_000);
 
   it('stops cleanly on SIGTERM with exit code 0', async () => {

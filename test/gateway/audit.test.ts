@@ -33,6 +33,7 @@ function event(overrides: Partial<AuditEvent> = {}): AuditEvent {
     bytesIn: 2048,
     bytesOut: 512,
     durationMs: 12.5,
+    detail: null,
     ...overrides,
   };
 }
@@ -112,13 +113,14 @@ interface StoredRow {
   bytes_in: number;
   bytes_out: number;
   duration_ms: number | null;
+  detail: string | null;
 }
 
 async function rowsOf(db: Db, prefix: string): Promise<StoredRow[]> {
   const { rows } = await db.query<StoredRow>(
     `select time, request_id, tenant, agent, subject, delegation_chain, jti, method, scheme, host, port,
        path, decision, reason, matched_rule, resolved_address, inspected, status,
-       bytes_in::float8 as bytes_in, bytes_out::float8 as bytes_out, duration_ms
+       bytes_in::float8 as bytes_in, bytes_out::float8 as bytes_out, duration_ms, detail
      from audit_events where request_id like $1 order by id`,
     [`${prefix}%`],
   );
@@ -149,6 +151,7 @@ function expectedRow(e: AuditEvent): StoredRow {
     bytes_in: e.bytesIn,
     bytes_out: e.bytesOut,
     duration_ms: e.durationMs,
+    detail: e.detail ?? null,
   };
 }
 
@@ -241,6 +244,7 @@ describe.each(testBackends())('the audit writer on $name', (backend) => {
       bytesIn: 0,
       bytesOut: 0,
       durationMs: null,
+      detail: 'expired',
     });
     const denied = event({
       requestId: `${prefix}-403`,
@@ -618,6 +622,12 @@ const FIELD_CASES: readonly FieldCase[] = [
     field: 'durationMs',
     event: { durationMs: 1.25 },
     expect: { 'event.duration': 1_250_000 },
+  },
+  {
+    name: 'what more is known of a refusal (a 407’s credential problem) is reins.detail',
+    field: 'detail',
+    event: { detail: 'wrong_audience' },
+    expect: { 'reins.detail': 'wrong_audience' },
   },
 ];
 

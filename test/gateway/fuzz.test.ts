@@ -111,7 +111,7 @@ describe('malformed requests at the gateway', () => {
     const answer = await send(
       h.gateway.port,
       Buffer.from(
-        `GET http://api.test:${h.upstream.port}/v1/ok HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
+        `GET http://api.test:${h.upstream.port}/v1/ok HTTP/1.1\r\nHost: api.test:${h.upstream.port}\r\nProxy-Authorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
       ),
     );
     expect(answer, answer).toMatch(/^HTTP\/1\.1 200/);

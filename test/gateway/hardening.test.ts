@@ -98,12 +98,12 @@ describe('the gateway under attack', () => {
   it('answers 502 to an upstream status below 100 and keeps running', async () => {
     const answer = await exchange(
       h.gateway.port,
-      `GET http://weird.test:${weird.port}/ HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
+      `GET http://weird.test:${weird.port}/ HTTP/1.1\r\nHost: weird.test:${weird.port}\r\nProxy-Authorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
     );
     expect(answer).toMatch(/^HTTP\/1\.1 502/);
     const after = await exchange(
       h.gateway.port,
-      `GET http://api.test:${h.upstream.port}/v1/alive HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
+      `GET http://api.test:${h.upstream.port}/v1/alive HTTP/1.1\r\nHost: api.test:${h.upstream.port}\r\nProxy-Authorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
     );
     expect(after).toMatch(/^HTTP\/1\.1 200/);
   });
@@ -111,7 +111,7 @@ describe('the gateway under attack', () => {
   it('refuses a CONNECT to another tenant’s owned service even when an http rule names its port', async () => {
     const answer = await exchange(
       h.gateway.port,
-      `CONNECT owned.globex.test:${h.upstream.port} HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
+      `CONNECT owned.globex.test:${h.upstream.port} HTTP/1.1\r\nHost: owned.globex.test:${h.upstream.port}\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
     );
     expect(answer).toMatch(/^HTTP\/1\.1 403/);
     expect(answer).toContain('"reason":"cross_tenant"');
@@ -121,7 +121,7 @@ describe('the gateway under attack', () => {
     const socket = net.connect(h.gateway.port, '127.0.0.1');
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     socket.write(
-      `CONNECT tunnel.test:${h.upstream.port} HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
+      `CONNECT tunnel.test:${h.upstream.port} HTTP/1.1\r\nHost: tunnel.test:${h.upstream.port}\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
     );
     const established = await new Promise<string>((resolve) =>
       socket.once('data', (d) => resolve(d.toString())),
@@ -138,7 +138,7 @@ describe('the gateway under attack', () => {
     const requestId = await new Promise<string>((resolve) => {
       const socket = net.connect(h.gateway.port, '127.0.0.1', () =>
         socket.write(
-          `POST http://api.test:${h.upstream.port}/v1/gone HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(50_000)}`,
+          `POST http://api.test:${h.upstream.port}/v1/gone HTTP/1.1\r\nHost: api.test:${h.upstream.port}\r\nProxy-Authorization: Bearer ${token}\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(50_000)}`,
         ),
       );
       socket.on('error', () => {});

@@ -205,6 +205,29 @@ describe.each(testBackends())('inspected tunnels on $name', (backend) => {
     expect(JSON.parse(method.body)).toMatchObject({ reason: 'method_not_allowed' });
   });
 
+  it('names the reason of a refusal inside the tunnel where curl -v and Python requests show it', async () => {
+    const verbose = await run('curl', [
+      '-sv',
+      '--proxy',
+      h.proxyUrl,
+      '--proxy-header',
+      `Proxy-Authorization: Bearer ${token}`,
+      '--cacert',
+      caFile,
+      `${secure}/v2/admin`,
+    ]);
+    expect(verbose.stderr).toContain('< HTTP/1.1 403 egress denied: path_not_allowed\r\n');
+    expect(verbose.stderr).toContain('< x-reins-reason: path_not_allowed\r\n');
+    const proxy = `http://agent:${token}@127.0.0.1:${h.gateway.port}`;
+    const script = [
+      'import requests',
+      `r = requests.delete("${secure}/v1/x", proxies={"https": "${proxy}"}, verify="${caFile}", timeout=10)`,
+      'print(r.status_code, r.reason, r.headers["x-reins-reason"])',
+    ].join('\n');
+    const { stdout } = await run('python3', ['-c', script]);
+    expect(stdout.trim()).toBe('403 egress denied: method_not_allowed method_not_allowed');
+  });
+
   it('answers 502 upstream_tls, never a downgrade, when the upstream’s certificate does not verify', async () => {
     // Threat: an attacker on the path between gateway and upstream. Inspection must not turn the
     // agent's verified TLS into an unverified one.
@@ -242,7 +265,7 @@ describe.each(testBackends())('inspected tunnels on $name', (backend) => {
     const socket = net.connect(h.gateway.port, '127.0.0.1');
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     socket.write(
-      `CONNECT secure.test:${upstream.port} HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
+      `CONNECT secure.test:${upstream.port} HTTP/1.1\r\nHost: secure.test:${upstream.port}\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
     );
     const established = await new Promise<string>((resolve) =>
       socket.once('data', (d) => resolve(d.toString())),
@@ -260,7 +283,9 @@ describe.each(testBackends())('inspected tunnels on $name', (backend) => {
     const port = h.upstream.port;
     const socket = net.connect(h.gateway.port, '127.0.0.1');
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-    socket.write(`CONNECT api.test:${port} HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`);
+    socket.write(
+      `CONNECT api.test:${port} HTTP/1.1\r\nHost: api.test:${port}\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
+    );
     const established = await new Promise<string>((resolve) =>
       socket.once('data', (d) => resolve(d.toString())),
     );
@@ -284,7 +309,7 @@ describe.each(testBackends())('inspected tunnels on $name', (backend) => {
     const socket = net.connect(h.gateway.port, '127.0.0.1');
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     socket.write(
-      `CONNECT whole-tls.test:${upstream.port} HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
+      `CONNECT whole-tls.test:${upstream.port} HTTP/1.1\r\nHost: whole-tls.test:${upstream.port}\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
     );
     await new Promise<string>((resolve) => socket.once('data', (d) => resolve(d.toString())));
     const issuer = await new Promise<string>((resolve, reject) => {
@@ -303,7 +328,7 @@ describe.each(testBackends())('inspected tunnels on $name', (backend) => {
     const socket = net.connect(h.gateway.port, '127.0.0.1');
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     socket.write(
-      `CONNECT secure.test:${upstream.port} HTTP/1.1\r\nProxy-Authorization: Bearer ${own}\r\n\r\n`,
+      `CONNECT secure.test:${upstream.port} HTTP/1.1\r\nHost: secure.test:${upstream.port}\r\nProxy-Authorization: Bearer ${own}\r\n\r\n`,
     );
     await new Promise<string>((resolve) => socket.once('data', (d) => resolve(d.toString())));
     const client = tls.connect({ socket, servername: 'secure.test', ca: interception.certPem });
@@ -339,7 +364,7 @@ describe('REINS_GATEWAY_INTERCEPT=never', () => {
     const answer = await new Promise<string>((resolve) => {
       const socket = net.connect(h.gateway.port, '127.0.0.1', () =>
         socket.write(
-          `CONNECT api.test:${h.upstream.port} HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
+          `CONNECT api.test:${h.upstream.port} HTTP/1.1\r\nHost: api.test:${h.upstream.port}\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
         ),
       );
       let text = '';

@@ -216,7 +216,7 @@ describe.each(testBackends())('the gateway on $name', (backend) => {
     it('refuses a CONNECT to an origin granted only in part (connect_needs_whole_origin)', async () => {
       const answer = await raw(
         h,
-        `CONNECT api.test:${h.upstream.port} HTTP/1.1\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
+        `CONNECT api.test:${h.upstream.port} HTTP/1.1\r\nHost: api.test:${h.upstream.port}\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
       );
       expect(answer).toMatch(/^HTTP\/1\.1 403/);
       expect(answer).toContain('"reason":"connect_needs_whole_origin"');
@@ -224,12 +224,13 @@ describe.each(testBackends())('the gateway on $name', (backend) => {
 
     it('refuses ambiguous targets with 400: userinfo, a Host that disagrees, two Hosts, an encoded slash', async () => {
       const auth = `Proxy-Authorization: Bearer ${token}\r\n`;
+      const host = `Host: api.test:${h.upstream.port}\r\n`;
       const cases = [
-        `GET http://user@api.test:${h.upstream.port}/v1/ HTTP/1.1\r\n${auth}\r\n`,
+        `GET http://user@api.test:${h.upstream.port}/v1/ HTTP/1.1\r\n${host}${auth}\r\n`,
         `GET ${api}/v1/ HTTP/1.1\r\nHost: evil.test\r\n${auth}\r\n`,
         `GET ${api}/v1/ HTTP/1.1\r\nHost: api.test:${h.upstream.port}\r\nHost: api.test:${h.upstream.port}\r\n${auth}\r\n`,
-        `GET ${api}/v1%2F..%2F..%2Fadmin HTTP/1.1\r\n${auth}\r\n`,
-        `GET ${api}/v1/../../admin HTTP/1.1\r\n${auth}\r\n`,
+        `GET ${api}/v1%2F..%2F..%2Fadmin HTTP/1.1\r\n${host}${auth}\r\n`,
+        `GET ${api}/v1/../../admin HTTP/1.1\r\n${host}${auth}\r\n`,
       ];
       for (const request of cases) {
         const answer = await raw(h, request, 300);
@@ -239,7 +240,7 @@ describe.each(testBackends())('the gateway on $name', (backend) => {
   });
 
   describe('tokens', () => {
-    const refused407 = async (presented: string | null) => {
+    const refused407 = async (presented: string | null, problem: string) => {
       const result = await curl(h, presented, `${api}/v1/x`);
       expect(result.status).toBe(407);
       expect(result.headers.toLowerCase()).toContain(
@@ -249,23 +250,26 @@ describe.each(testBackends())('the gateway on $name', (backend) => {
       if (presented !== null) expect(result.body).not.toContain(presented);
       const row = await auditRow(h, String(body.request_id));
       expect(row).toMatchObject({ decision: 'denied', reason: 'invalid_token', status: 407, tenant: null });
+      // What is known although no token was verified: the credential problem and the target.
+      expect(row).toMatchObject({ detail: problem, method: 'GET', host: 'api.test', path: '/v1/x' });
+      expect(result.headers).toContain(`407 proxy authentication required: invalid_token (${problem})`);
     };
 
     it('answers 407 to a missing token', async () => {
-      await refused407(null);
+      await refused407(null, 'missing');
     });
 
     it('answers 407 to an expired token', async () => {
-      await refused407(await h.forgedToken({ exp: Math.floor(Date.now() / 1000) - 120 }));
+      await refused407(await h.forgedToken({ exp: Math.floor(Date.now() / 1000) - 120 }), 'expired');
     });
 
     it('answers 407 to a token for another audience', async () => {
-      await refused407(await h.forgedToken({ aud: 'https://another-gateway.test' }));
+      await refused407(await h.forgedToken({ aud: 'https://another-gateway.test' }), 'wrong_audience');
     });
 
     it('answers 407 to a token that does not verify', async () => {
       const forged = await h.forgedToken({});
-      await refused407(`${forged.slice(0, -6)}AAAAAA`);
+      await refused407(`${forged.slice(0, -6)}AAAAAA`, 'invalid');
     });
 
     it('answers 407 to a revoked token within a second, and closes its open tunnel', async () => {
@@ -273,7 +277,7 @@ describe.each(testBackends())('the gateway on $name', (backend) => {
       const socket = net.connect(h.gateway.port, '127.0.0.1');
       await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
       socket.write(
-        `CONNECT whole.test:${h.upstream.port} HTTP/1.1\r\nProxy-Authorization: Bearer ${own}\r\n\r\n`,
+        `CONNECT whole.test:${h.upstream.port} HTTP/1.1\r\nHost: whole.test:${h.upstream.port}\r\nProxy-Authorization: Bearer ${own}\r\n\r\n`,
       );
       const established = await new Promise<string>((resolve) =>
         socket.once('data', (d) => resolve(d.toString())),

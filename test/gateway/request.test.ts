@@ -13,14 +13,17 @@ describe('the proxy credential', () => {
     ['lower-case bearer', [`bearer ${TOKEN}`]],
     ['Basic with the token as the password', [basic(`agent:${TOKEN}`)]],
     ['Basic with the token as the user name and no password', [basic(`${TOKEN}:`)]],
-    ['Basic with the token as the user name and no colon', [basic(TOKEN)]],
   ])('is read from %s', (_name, values) => {
     expect(proxyCredential(values)).toEqual({ ok: true, token: TOKEN });
   });
 
   it.each([
     ['no header', [], 'missing'],
-    ['two headers', [`Bearer ${TOKEN}`, `Bearer ${TOKEN}`], 'malformed'],
+    ['two headers', [`Bearer ${TOKEN}`, `Bearer ${TOKEN}`], 'multiple'],
+    ['a Bearer and a Basic header', [`Bearer ${TOKEN}`, basic(`agent:${TOKEN}`)], 'multiple'],
+    // Not Basic at all (RFC 7617 §2: user-id ":" password): which half is the token is a guess.
+    ['Basic of the bare token, without a colon', [basic(TOKEN)], 'malformed'],
+    ['Basic of a user name and an empty password', [basic('agent:')], 'malformed'],
     ['another scheme', [`Digest ${TOKEN}`], 'malformed'],
     ['an empty Bearer', ['Bearer '], 'missing'],
     ['Basic that is not base64', ['Basic !!!'], 'malformed'],
@@ -60,6 +63,14 @@ describe('an absolute-form target', () => {
     expect(readAbsoluteTarget('GET', url, hosts)).toMatchObject({ ok: false, reason: 'ambiguous_target' });
   });
 
+  it('is refused without a Host in HTTP/1.1 (missing_host), and read without one in HTTP/1.0', () => {
+    expect(readAbsoluteTarget('GET', 'http://api.example.com/v1', [], true)).toMatchObject({
+      ok: false,
+      reason: 'missing_host',
+    });
+    expect(readAbsoluteTarget('GET', 'http://api.example.com/v1', [], false).ok).toBe(true);
+  });
+
   it.each([
     ['origin-form', '/v1/x'],
     ['another scheme', 'ftp://api.example.com/'],
@@ -87,5 +98,35 @@ describe('a CONNECT target', () => {
     ['userinfo', 'u@api.example.com:443'],
   ])('is refused with %s', (_name, url) => {
     expect(readConnectTarget(url, 'https').ok).toBe(false);
+  });
+});
+
+describe('a CONNECT target’s Host header', () => {
+  it('may name the target with or without its port', () => {
+    for (const host of ['api.example.com:443', 'API.example.com.:443', 'api.example.com']) {
+      expect(readConnectTarget('api.example.com:443', 'https', [host], true).ok, host).toBe(true);
+    }
+    expect(readConnectTarget('[2001:db8::1]:8443', 'https', ['[2001:db8:0::1]:8443'], true).ok).toBe(true);
+  });
+
+  it.each([
+    ['another host', ['evil.example:443']],
+    ['another port', ['api.example.com:8443']],
+    ['an address instead of the name', ['93.184.216.34:443']],
+    ['userinfo', ['u@api.example.com:443']],
+    ['two Host headers', ['api.example.com:443', 'api.example.com:443']],
+  ])('is refused as ambiguous when it names %s', (_name, hosts) => {
+    expect(readConnectTarget('api.example.com:443', 'https', hosts, true)).toMatchObject({
+      ok: false,
+      reason: 'ambiguous_target',
+    });
+  });
+
+  it('is required in HTTP/1.1 (missing_host), not in HTTP/1.0', () => {
+    expect(readConnectTarget('api.example.com:443', 'https', [], true)).toMatchObject({
+      ok: false,
+      reason: 'missing_host',
+    });
+    expect(readConnectTarget('api.example.com:443', 'https', [], false).ok).toBe(true);
   });
 });

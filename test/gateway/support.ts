@@ -10,7 +10,8 @@ import { parseOpening } from '../../src/egress/index.ts';
 import { AuditWriter } from '../../src/gateway/audit.ts';
 import type { InterceptMode, Interceptor } from '../../src/gateway/inspect.ts';
 import { LiveState } from '../../src/gateway/live-state.ts';
-import { type Gateway, startGateway } from '../../src/gateway/proxy.ts';
+import type { GatewayMetrics } from '../../src/gateway/metrics.ts';
+import { type Gateway, type GatewayLimits, startGateway } from '../../src/gateway/proxy.ts';
 import { tableResolver } from '../../src/gateway/resolve.ts';
 import { localKeys, TokenVerifier } from '../../src/gateway/token.ts';
 import { loadKeys, loadPublicJwks } from '../../src/server/keys/index.ts';
@@ -40,6 +41,8 @@ export interface Seen {
 export interface Upstream {
   readonly port: number;
   readonly seen: Seen[];
+  /** TCP connections accepted: a refused request must not have opened one. */
+  readonly connections: () => number;
   close(): Promise<void>;
 }
 
@@ -77,10 +80,15 @@ export async function startUpstream(): Promise<Upstream> {
       res.end(Buffer.concat(chunks));
     });
   });
+  let connections = 0;
+  server.on('connection', () => {
+    connections++;
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as AddressInfo).port,
     seen,
+    connections: () => connections,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -144,6 +152,9 @@ export interface HarnessOptions {
   readonly intercept?: InterceptMode;
   readonly interceptor?: Interceptor;
   readonly upstreamCa?: string;
+  /** Smaller limits (timeouts) than the defaults. */
+  readonly limits?: Partial<GatewayLimits>;
+  readonly metrics?: GatewayMetrics;
 }
 
 export async function startHarness(backend: TestBackend, options: HarnessOptions = {}): Promise<Harness> {
@@ -182,6 +193,8 @@ export async function startHarness(backend: TestBackend, options: HarnessOptions
     intercept: options.intercept,
     interceptor: options.interceptor,
     upstreamCa: options.upstreamCa,
+    limits: options.limits,
+    metrics: options.metrics,
   });
   const signing = (await loadKeys(db, undefined)).signing[0];
   if (signing === undefined) throw new Error('no signing key');

@@ -297,6 +297,59 @@ describe('a policy with a mistake', () => {
     expect(errorsOf(result).map((e) => e.file)).toEqual(['a.yaml', 'b.yaml']);
   });
 
+  it('reports the bad rules of a file that also has unknown keys, with every unknown key', () => {
+    const text = yaml(
+      'tenant: acme',
+      'agents:',
+      '  a1:',
+      '    auth: { method: client_secret_basic, secret_env: A }',
+      '    egress: ["GET ftp://files.example/"]',
+      '    tokn_ttl: 60',
+      '    descripton: x',
+    );
+    const errors = errorsOf(validate({ 'a.yaml': text }));
+    expect(errors.map(where)).toEqual([
+      at('a.yaml', text, 'ftp'),
+      at('a.yaml', text, 'tokn_ttl'),
+      at('a.yaml', text, 'descripton'),
+    ]);
+    expect(errors[0]?.message).toContain("invalid rule 'GET ftp://files.example/'");
+    expect(errors[1]?.message).toContain("did you mean 'token_ttl'?");
+    expect(errors[2]?.message).toContain("did you mean 'description'?");
+  });
+
+  it('reports the schema mistakes of a file with a duplicate key, not the duplicate alone', () => {
+    const text = `${DUPLICATE_KEY}    tokn_ttl: 60\n`;
+    const errors = errorsOf(validate({ 'a.yaml': text }));
+    expect(errors.map(where)).toEqual([at('a.yaml', text, 'egress', 2), at('a.yaml', text, 'tokn_ttl')]);
+    expect(errors[0]?.message).toContain("duplicate key 'egress'");
+    expect(errors[1]?.message).toContain("unknown key 'tokn_ttl'");
+  });
+
+  it('checks the rules of integrations, ceilings, owns, federation and users in a file left out', () => {
+    const text = yaml(
+      'tenant: acme',
+      'bogus: 1',
+      'settings: { egress_ceiling: ["https://ceiling.example:0/"] }',
+      'owns: ["https://owns.example:0/"]',
+      'federation: [{ tenant: globex, egress: ["https://federated.example:0/"] }]',
+      'integrations:',
+      '  pay: ["https://integration.example:0/"]',
+      'users:',
+      '  - match: { groups: [g] }',
+      '    egress: [pay, "https://user.example:0/"]',
+    );
+    const errors = errorsOf(validate({ 'a.yaml': text }));
+    expect(errors.map((e) => e.message)).toEqual([
+      expect.stringContaining("unknown key 'bogus'"),
+      ...['ceiling', 'owns', 'federated', 'integration', 'user'].map((host) =>
+        expect.stringContaining(`invalid rule 'https://${host}.example:0/'`),
+      ),
+    ]);
+    // An integration name is not a rule, and whether it exists waits for the schema to pass.
+    expect(errors.map((e) => e.message).join('\n')).not.toContain('unknown integration');
+  });
+
   it('in one file of a tenant holds back unknown-name errors that the broken file may explain', () => {
     const broken = yaml('tenant: acme', 'integrations:', '  payments: "not a list"');
     const user = yaml(

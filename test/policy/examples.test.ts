@@ -1,15 +1,40 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { exampleCredentials } from '../../src/policy/examples.ts';
+import { verifySecret } from '../../src/policy/secret-hash.ts';
 import { validatePolicies } from '../../src/policy/validate.ts';
 import { EXAMPLES_DIR, exampleSources } from './support.ts';
 
 describe('the shipped example policies', () => {
   const result = validatePolicies(exampleSources());
 
-  it('validate without a single error or warning', () => {
-    expect(result.diagnostics).toEqual([]);
+  it('validate without an error, warning only that the billing agent publishes its example secret', () => {
+    expect(result.diagnostics).toEqual([
+      expect.objectContaining({
+        severity: 'warning',
+        file: expect.stringMatching(/acme\.yaml$/),
+        message: expect.stringContaining("agent 'billing-agent' publishes its secret (example_secret)"),
+      }),
+    ]);
     expect(result.model).not.toBeNull();
+  });
+
+  it('publish one example secret, the plaintext of the hash the server checks, and keep it out of the model', () => {
+    expect(exampleCredentials(exampleSources())).toEqual([
+      {
+        tenant: 'acme',
+        clientId: 'billing-agent',
+        method: 'client_secret_basic',
+        secret: 'reins-example-billing-secret',
+      },
+    ]);
+    const billing = result.model?.tenants
+      .find((t) => t.id === 'acme')
+      ?.agents.find((a) => a.clientId === 'billing-agent');
+    expect(billing?.auth.secretHash).toMatch(/^\$scrypt\$/);
+    expect(verifySecret('reins-example-billing-secret', billing?.auth.secretHash ?? '')).toBe(true);
+    expect(JSON.stringify(result.model)).not.toContain('reins-example-billing-secret');
   });
 
   it('declare two tenants, acme federating its public catalogue to globex', () => {

@@ -4,6 +4,15 @@
 //   clients.findClient        // the adapter's findClient (createProvider wires it)
 //   clients.lookup(clientId)  // { kind: 'agent' | 'app', tenant, agent | app }
 //   await clients.close()
+
+export { checkAssertionLifetime, type LifetimeCheck, MAX_ASSERTION_LIFETIME } from './assertion-lifetime.ts';
+export {
+  bindDeclaredSecretMethod,
+  clientAuthRefused,
+  presentedSecretMethod,
+  type SecretMethod,
+  secretMethodMismatch,
+} from './declared-method.ts';
 export {
   authOf,
   clientIdOf,

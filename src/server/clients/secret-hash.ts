@@ -9,7 +9,10 @@
 //
 // Threat: scrypt is deliberately slow (tens of ms); an unauthenticated caller could use it to
 // burn CPU. Only clients that exist and are configured with a hash reach it, and the cost is
-// bounded by parseSecretHash's limits.
+// bounded by parseSecretHash's limits. A secret that verified is remembered (by its SHA-256,
+// with the client and the hash it matched) so that an agent fetching tokens all day pays
+// scrypt once, not per token; a wrong secret is never remembered, and a changed hash misses.
+import { createHash } from 'node:crypto';
 import type { Middleware } from 'koa';
 import { verifySecret } from '../../policy/index.ts';
 import { authOf } from './metadata.ts';
@@ -23,6 +26,7 @@ export interface PresentedSecret {
 /** Middleware for `provider.use(…)`: vouches for verified hashed secrets on `paths`. */
 export function verifyHashedSecrets(registry: ClientRegistry, paths: readonly string[]): Middleware {
   const guarded = new Set(paths);
+  const verified = new VerifiedSecrets();
   return async (ctx, next) => {
     if (ctx.method !== 'POST' || !guarded.has(ctx.path)) return next();
     const isForm = ctx.is('application/x-www-form-urlencoded') !== false;
@@ -34,9 +38,25 @@ export function verifyHashedSecrets(registry: ClientRegistry, paths: readonly st
     if (presented === undefined) return next();
     const client = registry.lookup(presented.clientId);
     const hash = client === undefined ? null : authOf(client).secretHash;
-    if (hash === null || !verifySecret(presented.secret, hash)) return next();
+    if (hash === null || !verified.check(presented, hash)) return next();
     return registry.withVouchedSecret(presented, next);
   };
+}
+
+/** Secrets that matched their hash, bounded: the oldest is forgotten first. */
+class VerifiedSecrets {
+  readonly #seen = new Map<string, true>();
+  constructor(readonly limit = 1024) {}
+
+  check(presented: PresentedSecret, hash: string): boolean {
+    const digest = createHash('sha256').update(presented.secret).digest('base64url');
+    const key = `${presented.clientId}\0${hash}\0${digest}`;
+    if (this.#seen.has(key)) return true;
+    if (!verifySecret(presented.secret, hash)) return false;
+    if (this.#seen.size >= this.limit) this.#seen.delete(this.#seen.keys().next().value as string);
+    this.#seen.set(key, true);
+    return true;
+  }
 }
 
 const BODY_LIMIT = 56 * 1024;

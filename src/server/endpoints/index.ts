@@ -18,4 +18,9 @@ export {
   OAUTH_METADATA_PATH,
   REVOCATION_PATH,
 } from './ledger-endpoints.ts';
-export { authorizationServerMetadata, GRANT_TYPES_SUPPORTED } from './metadata.ts';
+export {
+  authorizationServerMetadata,
+  type ExtraMetadata,
+  GRANT_TYPES_SUPPORTED,
+  withExtraMetadata,
+} from './metadata.ts';

@@ -18,7 +18,7 @@ import { readLedgerEntry, revokeTree } from '../provider/ledger.ts';
 import { ownTokenVerifier } from '../provider/own-token.ts';
 import { abilityFor, type TokenAction } from './abilities.ts';
 import { judge } from './judge.ts';
-import { authorizationServerMetadata } from './metadata.ts';
+import { authorizationServerMetadata, type ExtraMetadata, withExtraMetadata } from './metadata.ts';
 
 /** oidc-provider routes (createProvider sets them) and the RFC 8414 path. */
 export const INTROSPECTION_PATH = '/introspect';
@@ -39,6 +39,8 @@ export interface LedgerEndpointOptions {
   readonly keys: readonly JWK[];
   /** The clock; `() => new Date()` unless a test says otherwise. */
   readonly now?: () => Date;
+  /** Added to both discovery documents (metadata.ts, withExtraMetadata). */
+  readonly extraMetadata?: ExtraMetadata;
 }
 
 export function ledgerEndpoints(options: LedgerEndpointOptions): Middleware {
@@ -48,13 +50,19 @@ export function ledgerEndpoints(options: LedgerEndpointOptions): Middleware {
   ]);
   const verifyToken = ownTokenVerifier(options.issuer, options.keys);
   const now = options.now ?? (() => new Date());
+  const extra = options.extraMetadata ?? {};
 
   return async (ctx, next) => {
     if (ctx.method === 'GET' && ctx.path === OAUTH_METADATA_PATH) {
       // Let oidc-provider render its OpenID document, then keep what RFC 8414 means.
       ctx.path = OPENID_METADATA_PATH;
       await next();
-      if (ctx.status === 200 && isRecord(ctx.body)) ctx.body = authorizationServerMetadata(ctx.body);
+      if (ctx.status === 200 && isRecord(ctx.body)) ctx.body = authorizationServerMetadata(ctx.body, extra);
+      return;
+    }
+    if (ctx.method === 'GET' && ctx.path === OPENID_METADATA_PATH) {
+      await next();
+      if (ctx.status === 200 && isRecord(ctx.body)) ctx.body = withExtraMetadata(ctx.body, extra);
       return;
     }
     const action = ctx.method === 'POST' ? actions.get(ctx.path) : undefined;

@@ -25,6 +25,7 @@ export const GRANT_TYPES_SUPPORTED = [
  */
 export function authorizationServerMetadata(
   openid: Readonly<Record<string, unknown>>,
+  extra: ExtraMetadata = {},
 ): Record<string, unknown> {
   const metadata: Record<string, unknown> = {};
   for (const name of COPIED) {
@@ -44,5 +45,24 @@ export function authorizationServerMetadata(
   metadata.response_types_supported = [];
   metadata.grant_types_supported = [...GRANT_TYPES_SUPPORTED];
   metadata.authorization_details_types_supported = ['egress'];
-  return metadata;
+  return withExtraMetadata(metadata, extra);
+}
+
+/**
+ * Members the process running the server adds to both discovery documents, e.g.
+ * `reins_interception_ca_uri` (the gateway's CA, which src/server does not know of: src/runtime
+ * passes it in). RFC 8414 §2 lets a server publish members of its own.
+ */
+export type ExtraMetadata = Readonly<Record<string, string>>;
+
+/** `document` with `extra` added; a member the document already states is never replaced. */
+export function withExtraMetadata(
+  document: Readonly<Record<string, unknown>>,
+  extra: ExtraMetadata,
+): Record<string, unknown> {
+  const result: Record<string, unknown> = { ...document };
+  for (const [name, value] of Object.entries(extra)) {
+    if (result[name] === undefined) result[name] = value;
+  }
+  return result;
 }

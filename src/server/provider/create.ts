@@ -5,7 +5,9 @@
 //
 // A client-credentials token request runs these steps (oidc-provider's order):
 //   1. client authentication (the client from ClientRegistry; hashed secrets vouched for by
-//      verifyHashedSecrets in front of oidc-provider);
+//      verifyHashedSecrets in front of oidc-provider; a secret only in the way the client's
+//      policy declares, clients/declared-method.ts; a client assertion living at most five
+//      minutes, clients/assertion-lifetime.ts);
 //   2. grant type allowed for the client (every client lists client_credentials, see
 //      clients/metadata.ts);
 //   3. `resource`: defaulted to the gateway, anything else `invalid_target`;
@@ -31,9 +33,16 @@ import Provider, {
 } from 'oidc-provider';
 import type { Db } from '../../store/db.ts';
 import { createAdapterFactory, installAtomicReplayDetection } from '../adapter/index.ts';
+import { checkAssertionLifetime } from '../clients/assertion-lifetime.ts';
+import { bindDeclaredSecretMethod, clientAuthRefused } from '../clients/declared-method.ts';
 import type { ClientRegistry } from '../clients/registry.ts';
 import { verifyHashedSecrets } from '../clients/secret-hash.ts';
-import { INTROSPECTION_PATH, ledgerEndpoints, REVOCATION_PATH } from '../endpoints/index.ts';
+import {
+  type ExtraMetadata,
+  INTROSPECTION_PATH,
+  ledgerEndpoints,
+  REVOCATION_PATH,
+} from '../endpoints/index.ts';
 import type { ActClaim } from '../exchange/chain.ts';
 import {
   type ExchangeGrant,
@@ -65,11 +74,16 @@ export interface ProviderOptions {
   readonly groupCommit?: boolean;
   /** Fetches trusted issuers' `jwks_uri` (token exchange); global fetch unless a test says otherwise. */
   readonly fetch?: typeof fetch;
+  /** Members added to both discovery documents (e.g. `reins_interception_ca_uri`, from src/runtime). */
+  readonly extraMetadata?: ExtraMetadata;
 }
 
 /** The paths oidc-provider serves that reins relies on (oidc-provider's defaults). */
 export const TOKEN_PATH = '/token';
 export const JWKS_PATH = '/jwks';
+
+/** Seconds of clock skew allowed on JWTs from clients (oidc-provider's default, stated here). */
+const CLOCK_TOLERANCE = 15;
 
 /** The decision for one request, with who it was made for. */
 type Granted = Extract<Issuance, { ok: true }> & {
@@ -144,6 +158,14 @@ export function createProvider(options: ProviderOptions): Provider {
       response_types: [],
       id_token_signed_response_alg: 'ES256',
       token_endpoint_auth_method: 'private_key_jwt',
+    },
+    clockTolerance: CLOCK_TOLERANCE,
+    // RFC 7523 §3: the server may limit an assertion's lifetime. This hook runs after the
+    // signature is verified and before the jti is stored for replay detection, so a refused
+    // assertion leaves nothing behind.
+    assertJwtClientAuthClaimsAndHeader: (_ctx, claims) => {
+      const checked = checkAssertionLifetime(claims, Math.floor(Date.now() / 1000), CLOCK_TOLERANCE);
+      if (!checked.ok) throw clientAuthRefused(checked.description);
     },
     enabledJWA: {
       // Client assertions (private_key_jwt): asymmetric only, as the policy schema allows.
@@ -228,6 +250,7 @@ export function createProvider(options: ProviderOptions): Provider {
 
   const provider = new Provider(options.issuer, configuration);
   installAtomicReplayDetection(provider);
+  bindDeclaredSecretMethod(provider);
 
   // RFC 8693 token exchange, minted as a ClientCredentials token so that it takes the same
   // path as agent tokens: the TTL, extra claims and JWT customizer read its decision.
@@ -274,7 +297,15 @@ export function createProvider(options: ProviderOptions): Provider {
   );
 
   provider.use(verifyHashedSecrets(clients, [TOKEN_PATH, INTROSPECTION_PATH, REVOCATION_PATH]));
-  provider.use(ledgerEndpoints({ db, issuer: options.issuer, clients, keys: signingKeys }));
+  provider.use(
+    ledgerEndpoints({
+      db,
+      issuer: options.issuer,
+      clients,
+      keys: signingKeys,
+      extraMetadata: options.extraMetadata,
+    }),
+  );
   return provider;
 }
 

@@ -1,5 +1,6 @@
 // RFC 8414 and OpenID discovery over real HTTP, on every database backend.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { withExtraMetadata } from '../../../src/server/endpoints/index.ts';
 import { exampleSources } from '../../policy/support.ts';
 import { testBackends } from '../../support/db.ts';
 import { type AuthServer, startAuthServer } from '../provider/support.ts';
@@ -30,6 +31,8 @@ describe.each(testBackends())('discovery on $name', (backend) => {
       introspection_endpoint: `${server.url}/introspect`,
       revocation_endpoint: `${server.url}/revoke`,
       response_types_supported: [],
+      // The runtime's extra member (src/runtime/ca-route.ts), passed in as extraMetadata.
+      reins_interception_ca_uri: `${server.url}/ca.pem`,
     });
     for (const name of [
       'token_endpoint_auth_methods_supported',
@@ -52,6 +55,20 @@ describe.each(testBackends())('discovery on $name', (backend) => {
       jwks_uri: `${server.url}/jwks`,
       introspection_endpoint: `${server.url}/introspect`,
       revocation_endpoint: `${server.url}/revoke`,
+      reins_interception_ca_uri: `${server.url}/ca.pem`,
     });
+  });
+});
+
+describe('extra discovery members', () => {
+  it('are added, but never replace a member the document states', () => {
+    const document = { issuer: 'https://auth.example', token_endpoint: 'https://auth.example/token' };
+    expect(
+      withExtraMetadata(document, {
+        issuer: 'https://attacker.example',
+        reins_interception_ca_uri: 'https://auth.example/ca.pem',
+      }),
+    ).toEqual({ ...document, reins_interception_ca_uri: 'https://auth.example/ca.pem' });
+    expect(document).not.toHaveProperty('reins_interception_ca_uri');
   });
 });

@@ -5,7 +5,8 @@ import type { AuthServer } from '../provider/support.ts';
 import { basic, requestToken } from '../provider/support.ts';
 
 export const SECRETS = {
-  ACME_BILLING_AGENT_SECRET: 'billing-secret-used-only-in-tests',
+  // billing-agent's secret is the example one the policy publishes (auth.example_secret).
+  ACME_BILLING_AGENT_SECRET: 'reins-example-billing-secret',
   ACME_SUPPORT_PORTAL_SECRET: 'portal-secret-used-only-in-tests',
   GLOBEX_SHIPPING_AGENT_SECRET: 'shipping-secret-used-only-in-tests',
   GLOBEX_OPS_CONSOLE_SECRET: 'ops-console-secret-used-only-in-tests',

@@ -17,7 +17,8 @@ import {
   startAuthServer,
 } from './support.ts';
 
-const BILLING_SECRET = 'billing-secret-used-only-in-tests';
+// The example secret policies/acme.yaml publishes (auth.example_secret).
+const BILLING_SECRET = 'reins-example-billing-secret';
 const CC = { grant_type: 'client_credentials' };
 
 let savedEnv: string | undefined;

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { importPKCS8, SignJWT } from 'jose';
 import { applyPolicy, contentHash, validatePolicies } from '../../../src/policy/index.ts';
 import type { PolicySource } from '../../../src/policy/source.ts';
+import { interceptionCaRoute } from '../../../src/runtime/ca-route.ts';
 import { ClientRegistry } from '../../../src/server/clients/index.ts';
 import { ensureSigningKey, loadKeys } from '../../../src/server/keys/index.ts';
 import { createProvider } from '../../../src/server/provider/index.ts';
@@ -47,13 +48,17 @@ export async function startAuthServer(
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // GET /ca.pem as src/runtime/auth-server.ts mounts it (read on every request: tests rotate).
+  const caBundle = interceptionCaRoute({ db, issuer: url, cacheMs: 0 });
   const provider = createProvider({
     issuer: url,
     db,
     clients,
     gatewayResource: GATEWAY,
     signingKeys: keys.signing.map((k) => k.privateJwk),
+    extraMetadata: caBundle.metadata,
   });
+  provider.use(caBundle.middleware);
   server.on('request', provider.callback());
 
   return {
@@ -101,18 +106,26 @@ const RESEARCH_PEM = fileURLToPath(new URL('../../../policies/keys/research-agen
 export async function clientAssertion(
   server: AuthServer,
   clientId: string,
-  options: { pem?: string; kid?: string } = {},
+  options: {
+    pem?: string;
+    kid?: string;
+    jti?: string;
+    /** Seconds since the epoch; null leaves iat out. Default: now. */
+    iat?: number | null;
+    /** Seconds since the epoch. Default: a minute from now. */
+    exp?: number;
+  } = {},
 ): Promise<Record<string, string>> {
   const key = await importPKCS8(options.pem ?? readFileSync(RESEARCH_PEM, 'utf8'), 'ES256');
-  const assertion = await new SignJWT({})
+  const jwt = new SignJWT({})
     .setProtectedHeader({ alg: 'ES256', kid: options.kid ?? 'research-agent-1' })
     .setIssuer(clientId)
     .setSubject(clientId)
     .setAudience(`${server.url}/token`)
-    .setJti(crypto.randomUUID())
-    .setIssuedAt()
-    .setExpirationTime('1m')
-    .sign(key);
+    .setJti(options.jti ?? crypto.randomUUID())
+    .setExpirationTime(options.exp ?? '1m');
+  if (options.iat !== null) jwt.setIssuedAt(options.iat);
+  const assertion = await jwt.sign(key);
   return {
     client_id: clientId,
     client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
