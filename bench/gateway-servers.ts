@@ -29,16 +29,17 @@ import { createSecureContext, TLSSocket } from 'node:tls';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { parseOpening } from '../src/egress/index.ts';
-import { AuditWriter } from '../src/gateway/audit.ts';
+import { AuditWriter, observeAudit, observeLog } from '../src/gateway/audit.ts';
 import {
   ensureInterceptionCa,
   exportTrustBundle,
   LeafCache,
   loadSigningCa,
 } from '../src/gateway/ca/index.ts';
+import { ExchangeStream } from '../src/gateway/events.ts';
 import { LiveState } from '../src/gateway/live-state.ts';
-import { gatewayMetrics } from '../src/gateway/metrics.ts';
-import { type Gateway, type GatewayOptions, startGateway } from '../src/gateway/proxy.ts';
+import { gatewayMetrics, observeMetrics } from '../src/gateway/metrics.ts';
+import { type Gateway, startGateway } from '../src/gateway/proxy.ts';
 import { tableResolver } from '../src/gateway/resolve.ts';
 import { localKeys, TokenVerifier } from '../src/gateway/token.ts';
 import { createLogger } from '../src/runtime/logger.ts';
@@ -273,7 +274,15 @@ async function serveReins(upstreamPort: number, backend: TestBackend): Promise<(
     cached: new TokenVerifier(verifierOptions),
     uncached: new TokenVerifier({ ...verifierOptions, maxEntries: 1 }),
   };
-  const gatewayWith = (verifier: TokenVerifier, sink: GatewayOptions['audit'] = audit): Promise<Gateway> =>
+  // As src/runtime/gateway.ts wires it: the row, the log line and the metrics follow the stream.
+  const observed = (): ExchangeStream => {
+    const events = new ExchangeStream();
+    observeAudit(events, audit);
+    observeLog(events, log);
+    observeMetrics(events, metrics);
+    return events;
+  };
+  const gatewayWith = (verifier: TokenVerifier, events: ExchangeStream = observed()): Promise<Gateway> =>
     startGateway({
       host: '127.0.0.1',
       port: 0,
@@ -281,15 +290,16 @@ async function serveReins(upstreamPort: number, backend: TestBackend): Promise<(
       live,
       openings,
       resolve: tableResolver({ [UPSTREAM_HOST]: ['127.0.0.1'] }),
-      audit: sink,
-      metrics,
+      events,
       upstreamCa: tls?.caPem,
       interceptor: leaves,
     });
   const cached = await gatewayWith(verifiers.cached);
   const uncached = await gatewayWith(verifiers.uncached);
   // The ablation: the same gateway with the audit event dropped (no log line, no row).
-  const unaudited = await gatewayWith(verifiers.cached, { record: () => undefined });
+  const unobserved = new ExchangeStream();
+  observeMetrics(unobserved, metrics);
+  const unaudited = await gatewayWith(verifiers.cached, unobserved);
 
   const tokenOf = async (agent: string): Promise<string> => {
     const { status, body } = await requestToken(

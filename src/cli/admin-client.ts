@@ -7,6 +7,7 @@
 // Otherwise the command opens the database itself, as before.
 import { type Command, Option } from 'commander';
 import { readLocalHandle } from '../admin/credential.ts';
+import { AdminCallError } from './admin-call-error.ts';
 import { CliError, EXIT } from './failure.ts';
 
 export interface AdminTarget {
@@ -48,7 +49,7 @@ export async function adminTarget(options: ServerOptions): Promise<AdminTarget |
   return handle === null ? null : { url: handle.url, token: handle.token };
 }
 
-/** One admin API call; a failure to reach the server or a refusal is a one-line CliError. */
+/** One admin API call; a failure to reach the server or a refusal is an AdminCallError. */
 export async function adminCall<T>(
   target: AdminTarget,
   method: 'GET' | 'POST',
@@ -72,29 +73,32 @@ export async function adminCall<T>(
   } catch (err) {
     const why =
       err instanceof Error ? ((err.cause as Error | undefined)?.message ?? err.message) : String(err);
-    throw new CliError(`cannot reach the reins server at ${target.url}: ${why}`, EXIT.unavailable);
+    throw new AdminCallError('server_unreachable', `cannot reach the reins server at ${target.url}: ${why}`);
   }
   const text = await response.text();
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new CliError(
+    throw new AdminCallError(
+      'not_admin_api',
       `${url.origin} did not answer as a reins admin API (HTTP ${response.status})`,
-      EXIT.unavailable,
     );
   }
   if (response.status === 401) {
-    throw new CliError(`${target.url} refused the admin credential: check REINS_ADMIN_TOKEN`, EXIT.invalid);
+    throw new AdminCallError(
+      'credential_refused',
+      `${target.url} refused the admin credential: check REINS_ADMIN_TOKEN`,
+    );
   }
   // Anything but success (and 422, a policy the server refused, which the caller reports) is a
   // failure: a proxy's 403 or 413 must never read as "applied".
   if ((response.status < 200 || response.status > 299) && response.status !== 422) {
     const description = (parsed as { error_description?: unknown }).error_description;
     const why = printable(typeof description === 'string' ? description : text.slice(0, 200));
-    throw new CliError(
+    throw new AdminCallError(
+      response.status >= 500 ? 'server_failed' : 'request_refused',
       `the reins server at ${target.url} answered ${response.status}: ${why}`,
-      response.status >= 500 ? EXIT.unavailable : EXIT.internal,
     );
   }
   return { status: response.status, body: parsed as T };

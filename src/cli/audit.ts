@@ -12,12 +12,7 @@ import {
   type ServerOptions,
 } from './admin-client.ts';
 import { formatRecords, LINE_HELP } from './audit-lines.ts';
-import {
-  addDatabaseOptions,
-  type DatabaseOptions,
-  openDatabaseFromOptions,
-  toCliError,
-} from './database-options.ts';
+import { addDatabaseOptions, type DatabaseOptions, openDatabaseFromOptions } from './database-options.ts';
 import { CliError, EXIT } from './failure.ts';
 
 export type { AuditRecord } from '../gateway/audit-read.ts';
@@ -224,8 +219,6 @@ async function useSource(
     // Like `keys`, apply pending migrations first, so a fresh database answers instead of failing.
     await migrate(db);
     await work({ select: (filter) => selectAudit(db, filter), last: () => lastAuditId(db) });
-  } catch (err) {
-    throw toCliError(err);
   } finally {
     await db.close();
   }

@@ -10,7 +10,7 @@ import { X509Certificate } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { fetchInterceptionCa } from '../agent-run/ca-fetch.ts';
-import { AgentRunError, type AgentRunErrorCode } from '../agent-run/errors.ts';
+import { AgentRunError } from '../agent-run/errors.ts';
 import { pemBlocks } from '../agent-run/pem.ts';
 import {
   type CaInfo,
@@ -19,13 +19,11 @@ import {
   listInterceptionCas,
   rotateInterceptionCa,
 } from '../gateway/ca/authority.ts';
-import { InterceptionCaError, type InterceptionCaErrorCode } from '../gateway/ca/errors.ts';
-import { KeyEncryptionError, type KeyEncryptionErrorCode } from '../server/keys/encryption.ts';
 import { type Db, StoreError } from '../store/db.ts';
 import { migrate } from '../store/migrate.ts';
 import { openDb } from '../store/open.ts';
-import { addDatabaseOptions, type DatabaseOptions, toCliError } from './database-options.ts';
-import { CliError, EXIT, type ExitCode } from './failure.ts';
+import { addDatabaseOptions, type DatabaseOptions } from './database-options.ts';
+import { CliError, ContextError, EXIT, isExplained } from './failure.ts';
 import { DEFAULT_ISSUER } from './run.ts';
 
 interface CaOptions extends DatabaseOptions {
@@ -50,27 +48,6 @@ const CA_HELP =
   '\nExit codes: 0 done, 1 the stored CA cannot be read with the secret given (missing, wrong,\n' +
   'or a damaged row) or has expired, 3 the database is unavailable or there is no CA yet.\n';
 
-const KEY_EXIT: Record<KeyEncryptionErrorCode, ExitCode> = {
-  secret_key_missing: EXIT.invalid,
-  secret_key_mismatch: EXIT.invalid,
-  private_key_corrupt: EXIT.invalid,
-  encryption_scheme_unknown: EXIT.invalid,
-};
-
-const CA_EXIT: Record<InterceptionCaErrorCode, ExitCode> = {
-  ca_missing: EXIT.unavailable,
-  ca_expired: EXIT.invalid,
-  ca_key_mismatch: EXIT.invalid,
-  // No command here issues leaves.
-  invalid_host: EXIT.internal,
-};
-
-function toCaCliError(err: unknown): unknown {
-  if (err instanceof KeyEncryptionError) return new CliError(err.message, KEY_EXIT[err.code]);
-  if (err instanceof InterceptionCaError) return new CliError(err.message, CA_EXIT[err.code]);
-  return toCliError(err);
-}
-
 // The CA lives in the migrated schema; like `serve`, apply pending migrations first (safe from
 // several processes at once), so the commands also work on a database no gateway has touched yet.
 // `unopened` answers instead when the embedded database cannot be opened (ca export only).
@@ -87,13 +64,11 @@ async function useDatabase<T>(
     if (unopened && embedded && err instanceof StoreError && err.code === 'database_unavailable') {
       return unopened(err);
     }
-    throw toCliError(err);
+    throw err;
   }
   try {
     await migrate(db);
     return await work(db);
-  } catch (err) {
-    throw toCaCliError(err);
   } finally {
     await db.close();
   }
@@ -118,24 +93,8 @@ interface Exported {
   readonly from?: string;
 }
 
-const FETCH_EXIT: Record<AgentRunErrorCode, ExitCode> = {
-  issuer_unreachable: EXIT.unavailable,
-  ca_unavailable: EXIT.unavailable,
-  issuer_mismatch: EXIT.invalid,
-  ca_invalid: EXIT.invalid,
-  // Token and key problems: not in this command.
-  ca_unreadable: EXIT.internal,
-  token_refused: EXIT.internal,
-  token_response_invalid: EXIT.internal,
-  key_unreadable: EXIT.internal,
-  key_unsupported: EXIT.internal,
-  token_command_failed: EXIT.internal,
-  token_command_output: EXIT.internal,
-  token_unavailable: EXIT.internal,
-};
-
 /** The bundle from a running server's /ca.pem; any failure is one line, exit 3 (1: a wrong answer). */
-async function exportFromIssuer(issuer: string, context = ''): Promise<Exported> {
+async function exportFromIssuer(issuer: string): Promise<Exported> {
   if (!URL.canParse(issuer)) throw new CliError(`--issuer ${issuer} is not a URL`, EXIT.usage);
   try {
     const fetched = await fetchInterceptionCa(issuer);
@@ -143,7 +102,7 @@ async function exportFromIssuer(issuer: string, context = ''): Promise<Exported>
     return { pem: fetched.pem, names, from: fetched.url };
   } catch (err) {
     if (!(err instanceof AgentRunError)) throw err;
-    throw new CliError(`${context}cannot fetch the interception CA: ${err.message}`, FETCH_EXIT[err.code]);
+    throw new ContextError(err, 'cannot fetch the interception CA');
   }
 }
 
@@ -208,7 +167,8 @@ async function exportFromRunningServer(unopened: StoreError): Promise<Exported> 
     process.stderr.write(`reins: ${why}: read the CA from ${exported.from} instead\n`);
     return exported;
   } catch (err) {
-    if (!(err instanceof CliError)) throw err;
+    if (!(err instanceof Error) || !isExplained(err)) throw err;
+    // Both reasons, and 3 whatever the second one was: the database is what was asked for.
     throw new CliError(
       `${unopened.message}; asking the server at ${issuer} instead failed: ${err.message} (pass --issuer URL)`,
       EXIT.unavailable,

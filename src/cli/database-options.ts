@@ -1,10 +1,8 @@
-// The database options every command that touches the database shares (`serve`, `migrate`,
-// `policy apply`), and how store failures become CLI exit codes.
+// The database options every command that touches the database shares (`migrate`, `policy
+// apply`, `keys`, `ca`, `audit`); a store failure is thrown as it is (failure.ts reports it).
 import { type Command, Option } from 'commander';
-import type { Db, StoreErrorCode } from '../store/db.ts';
-import { StoreError } from '../store/db.ts';
+import type { Db } from '../store/db.ts';
 import { openDb } from '../store/open.ts';
-import { CliError, EXIT, type ExitCode } from './failure.ts';
 
 export interface DatabaseOptions {
   databaseUrl?: string | undefined;
@@ -29,22 +27,6 @@ export function addDatabaseOptions(cmd: Command): Command {
     );
 }
 
-const EXIT_FOR: Record<StoreErrorCode, ExitCode> = {
-  database_unavailable: EXIT.unavailable,
-  // The migrations on disk do not fit the database: the input is wrong, retrying will not help.
-  migration_checksum_mismatch: EXIT.invalid,
-  migration_failed: EXIT.invalid,
-};
-
-/** A StoreError as a CliError with its exit code; anything else unchanged. */
-export function toCliError(err: unknown): unknown {
-  return err instanceof StoreError ? new CliError(err.message, EXIT_FOR[err.code]) : err;
-}
-
-export async function openDatabaseFromOptions(options: DatabaseOptions): Promise<Db> {
-  try {
-    return await openDb({ databaseUrl: options.databaseUrl, dataDir: options.dataDir });
-  } catch (err) {
-    throw toCliError(err);
-  }
+export function openDatabaseFromOptions(options: DatabaseOptions): Promise<Db> {
+  return openDb({ databaseUrl: options.databaseUrl, dataDir: options.dataDir });
 }

@@ -10,14 +10,7 @@ import {
   VARIABLE_FORMATS,
   type VariableFormat,
 } from '../agent-run/environment.ts';
-import {
-  addTokenOptions,
-  gatewayUrl,
-  interceptionCa,
-  type TokenOptions,
-  toAgentCliError,
-  tokenObtainer,
-} from './run.ts';
+import { addTokenOptions, gatewayUrl, interceptionCa, type TokenOptions, tokenObtainer } from './run.ts';
 
 interface EnvOptions extends TokenOptions {
   format: VariableFormat;
@@ -52,20 +45,13 @@ export function envCommand(): Command {
   return command.action(async (options: EnvOptions) => {
     const gateway = gatewayUrl(options.gateway);
     const obtain = await tokenObtainer(options);
-    const { token, expiresAt } = await obtain().catch((err: unknown) => {
-      throw toAgentCliError(err);
-    });
+    const { token, expiresAt } = await obtain();
     // The variables outlive this process, so a CA fetched from the issuer is kept in a file.
     const source = await interceptionCa(options);
-    let ca: CaFiles;
-    try {
-      const certificate = source.path ?? (await saveFetchedCa(options.issuer, source.pem, process.env));
-      const bundle =
-        options.bundle === undefined ? undefined : await writeBundle(options.bundle, source.pem, process.env);
-      ca = { certificate, bundle };
-    } catch (err) {
-      throw toAgentCliError(err);
-    }
+    const certificate = source.path ?? (await saveFetchedCa(options.issuer, source.pem, process.env));
+    const bundle =
+      options.bundle === undefined ? undefined : await writeBundle(options.bundle, source.pem, process.env);
+    const ca: CaFiles = { certificate, bundle };
     // Any non-empty user name; the gateway takes the token from the password.
     const proxyUrl = `http://agent:${token}@${gateway.host}`;
     process.stdout.write(formatVariables(proxyVariables(proxyUrl, ca), options.format));

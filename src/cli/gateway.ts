@@ -3,7 +3,6 @@
 // (issuer, ports) tell the gateway which tokens to accept.
 import { Command } from 'commander';
 import { startGatewayOnly } from '../runtime/start.ts';
-import { toCliError } from './database-options.ts';
 import { addSettingOptions, runService } from './service.ts';
 
 export function gatewayCommand(): Command {
@@ -18,7 +17,6 @@ export function gatewayCommand(): Command {
   return addSettingOptions(command).action((flags: Record<string, unknown>) =>
     runService(flags, {
       start: startGatewayOnly,
-      failure: toCliError,
       announce: (running) =>
         `\nreins gateway is running at ${running.gateway.url} (health: ${running.admin.url}/readyz).\nStop with Ctrl-C.\n`,
     }),

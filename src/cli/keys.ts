@@ -1,17 +1,10 @@
 // `reins keys rotate` and `reins keys list`: the operator's handle on the token signing keys
 // (src/server/keys). Neither ever prints private key material.
 import { Command, Option } from 'commander';
-import { KeyEncryptionError, type KeyEncryptionErrorCode } from '../server/keys/encryption.ts';
 import { DEFAULT_RETIRE_GRACE_MS, type KeyInfo, listKeys, rotateKeys } from '../server/keys/store.ts';
 import type { Db } from '../store/db.ts';
 import { migrate } from '../store/migrate.ts';
-import {
-  addDatabaseOptions,
-  type DatabaseOptions,
-  openDatabaseFromOptions,
-  toCliError,
-} from './database-options.ts';
-import { CliError, EXIT, type ExitCode } from './failure.ts';
+import { addDatabaseOptions, type DatabaseOptions, openDatabaseFromOptions } from './database-options.ts';
 
 interface KeysOptions extends DatabaseOptions {
   secretKey?: string | undefined;
@@ -29,17 +22,6 @@ const ROTATION_HELP =
   '\nExit codes: 0 done, 1 the stored keys cannot be read with the secret given (missing, wrong,\n' +
   'or a damaged row), 3 the database is unavailable.\n';
 
-const EXIT_FOR: Record<KeyEncryptionErrorCode, ExitCode> = {
-  secret_key_missing: EXIT.invalid,
-  secret_key_mismatch: EXIT.invalid,
-  private_key_corrupt: EXIT.invalid,
-  encryption_scheme_unknown: EXIT.invalid,
-};
-
-function toKeysCliError(err: unknown): unknown {
-  return err instanceof KeyEncryptionError ? new CliError(err.message, EXIT_FOR[err.code]) : toCliError(err);
-}
-
 function withDatabase(cmd: Command): Command {
   return addDatabaseOptions(cmd).addOption(
     new Option('--secret-key <secret>', 'secret that encrypts private keys at rest').env('REINS_SECRET_KEY'),
@@ -53,8 +35,6 @@ async function useDatabase<T>(options: KeysOptions, work: (db: Db) => Promise<T>
   try {
     await migrate(db);
     return await work(db);
-  } catch (err) {
-    throw toKeysCliError(err);
   } finally {
     await db.close();
   }

@@ -1,13 +1,14 @@
 // argv → command. Each command lives in its own file and is added here (one addCommand each);
-// errors are turned into one line on stderr and an exit code (see failure.ts), never a stack
-// trace. Usage errors at every level get the same treatment (usage.ts). The Node.js version is
-// checked before this module is even loaded (bin/reins.js).
+// whatever a command throws is caught here, once, and turned into one line on stderr and an exit
+// code by failure.ts's table, never a stack trace. Usage errors at every level get the same
+// treatment (usage.ts). The Node.js version is checked before this module is even loaded
+// (bin/reins.js).
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import { auditCommand } from './audit.ts';
 import { caCommand } from './ca.ts';
 import { envCommand } from './env.ts';
-import { CliError, EXIT } from './failure.ts';
+import { EXIT, failureOf } from './failure.ts';
 import { gatewayCommand } from './gateway.ts';
 import { keysCommand } from './keys.ts';
 import { migrateCommand } from './migrate.ts';
@@ -52,24 +53,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     await program.parseAsync([...argv]);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (err) {
-    return report(err);
+    // The one catch: failure.ts says what any error means (exit code, line on stderr).
+    const failure = failureOf(err);
+    process.stderr.write(failure.text);
+    return failure.exitCode;
   }
-}
-
-function report(err: unknown): number {
-  if (err instanceof CommanderError) {
-    // Commander has already printed its message (usage.ts), the help text or the version.
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT.ok;
-    // `reins policy` without a subcommand prints its help on stderr with exitCode 1: a usage
-    // error; `reins help` and `reins policy help` print it with 0.
-    if (err.code === 'commander.help') return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
-    return EXIT.usage;
-  }
-  if (err instanceof CliError) {
-    process.stderr.write(`reins: ${err.message}\n`);
-    return err.exitCode;
-  }
-  const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`reins: internal error: ${message}\n`);
-  return EXIT.internal;
 }

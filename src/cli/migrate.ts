@@ -2,12 +2,7 @@
 // several processes at once (each migration is applied by exactly one of them).
 import { Command } from 'commander';
 import { migrate } from '../store/migrate.ts';
-import {
-  addDatabaseOptions,
-  type DatabaseOptions,
-  openDatabaseFromOptions,
-  toCliError,
-} from './database-options.ts';
+import { addDatabaseOptions, type DatabaseOptions, openDatabaseFromOptions } from './database-options.ts';
 
 export function migrateCommand(): Command {
   const cmd = new Command('migrate')
@@ -26,8 +21,6 @@ export function migrateCommand(): Command {
       const lines =
         applied.length === 0 ? ['schema is up to date'] : applied.map((name) => `applied ${name}`);
       process.stdout.write(`${lines.join('\n')}\n`);
-    } catch (err) {
-      throw toCliError(err);
     } finally {
       await db.close();
     }

@@ -3,15 +3,9 @@
 import { Command } from 'commander';
 import { applyReport } from '../policy/operations.ts';
 import { migrate } from '../store/migrate.ts';
-import { isUnavailable } from '../store/pg-errors.ts';
 import { addServerOption, adminCall, adminTarget, type ServerOptions } from './admin-client.ts';
-import {
-  addDatabaseOptions,
-  type DatabaseOptions,
-  openDatabaseFromOptions,
-  toCliError,
-} from './database-options.ts';
-import { CliError, EXIT } from './failure.ts';
+import { addDatabaseOptions, type DatabaseOptions, openDatabaseFromOptions } from './database-options.ts';
+import { CliError, ContextError, EXIT, isExplained } from './failure.ts';
 import { type CheckedPolicy, DIR_HELP, loadAndValidate } from './policy-load.ts';
 
 export function policyApplyCommand(): Command {
@@ -57,7 +51,9 @@ async function applyDirect(options: DatabaseOptions, checked: CheckedPolicy): Pr
     await migrate(db);
     process.stdout.write((await applyReport(db, checked)).text);
   } catch (err) {
-    throw failure(err);
+    // Anything unforeseen happened inside the transaction, which rolled back: say so, since
+    // "nothing changed" is what the operator needs to know.
+    throw isExplained(err) ? err : new ContextError(err, 'apply failed and was rolled back, nothing changed');
   } finally {
     await db.close();
   }
@@ -67,13 +63,4 @@ async function applyDirect(options: DatabaseOptions, checked: CheckedPolicy): Pr
 export function refused(diagnostics: readonly string[], dir: string): never {
   for (const line of diagnostics) process.stderr.write(`${line}\n`);
   throw new CliError(`${dir}: the server refused the policy`, EXIT.invalid);
-}
-
-function failure(err: unknown): unknown {
-  const converted = toCliError(err);
-  if (converted instanceof CliError) return converted;
-  const message = err instanceof Error ? err.message : String(err);
-  // The transaction rolled back: say so, since "nothing changed" is what the operator needs to know.
-  const code = isUnavailable(err) ? EXIT.unavailable : EXIT.internal;
-  return new CliError(`apply failed and was rolled back, nothing changed: ${message}`, code);
 }

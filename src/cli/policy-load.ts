@@ -10,7 +10,6 @@ import {
   validatePolicies,
 } from '../policy/index.ts';
 import { CliError, EXIT } from './failure.ts';
-import { policyErrorToCli } from './policy-errors.ts';
 
 export interface CheckedPolicy {
   readonly sources: readonly PolicySource[];
@@ -20,7 +19,7 @@ export interface CheckedPolicy {
 }
 
 export async function loadAndValidate(dir: string): Promise<CheckedPolicy> {
-  const sources = await loadSources(dir);
+  const sources = await loadPolicyDir(dir);
   const { diagnostics, model } = validatePolicies(sources);
   for (const d of diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
   const errors = diagnostics.filter((d) => d.severity === 'error').length;
@@ -29,14 +28,6 @@ export async function loadAndValidate(dir: string): Promise<CheckedPolicy> {
     throw new CliError(`${dir}: ${count(errors, 'error')}, ${count(warnings, 'warning')}`, EXIT.invalid);
   }
   return { sources, model, contentHash: contentHash(sources), warnings };
-}
-
-async function loadSources(dir: string): Promise<PolicySource[]> {
-  try {
-    return await loadPolicyDir(dir);
-  } catch (err) {
-    throw policyErrorToCli(err);
-  }
 }
 
 export function count(n: number, word: string): string {

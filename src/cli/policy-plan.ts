@@ -5,12 +5,7 @@ import { Command, Option } from 'commander';
 import type { InterceptMode } from '../policy/inspection.ts';
 import { planReport } from '../policy/operations.ts';
 import { addServerOption, adminCall, adminTarget, type ServerOptions } from './admin-client.ts';
-import {
-  addDatabaseOptions,
-  type DatabaseOptions,
-  openDatabaseFromOptions,
-  toCliError,
-} from './database-options.ts';
+import { addDatabaseOptions, type DatabaseOptions, openDatabaseFromOptions } from './database-options.ts';
 import { refused } from './policy-apply.ts';
 import { DIR_HELP, loadAndValidate } from './policy-load.ts';
 
@@ -57,8 +52,6 @@ export function policyPlanCommand(): Command {
       const db = await openDatabaseFromOptions(options);
       try {
         process.stdout.write(await planReport(db, checked, dir, options.intercept));
-      } catch (err) {
-        throw toCliError(err);
       } finally {
         await db.close();
       }

@@ -8,12 +8,12 @@ import { fetchInterceptionCa, plainHttpOffLoopback } from '../agent-run/ca-fetch
 import { runChild } from '../agent-run/child.ts';
 import { loadAssertionSigner } from '../agent-run/client-assertion.ts';
 import { childEnvironment, proxyVariables } from '../agent-run/environment.ts';
-import { AgentRunError, type AgentRunErrorCode } from '../agent-run/errors.ts';
+import { AgentRunError } from '../agent-run/errors.ts';
 import { startLocalProxy } from '../agent-run/local-proxy.ts';
 import { tokenCommand } from '../agent-run/token-command.ts';
 import { clientCredentials } from '../agent-run/token-endpoint.ts';
 import { type ObtainToken, TokenSource, type TokenSourceEvent } from '../agent-run/token-source.ts';
-import { CliError, EXIT, type ExitCode } from './failure.ts';
+import { CliError, ContextError, EXIT } from './failure.ts';
 
 export const DEFAULT_GATEWAY = 'http://127.0.0.1:3128';
 export const DEFAULT_ISSUER = 'http://127.0.0.1:3000';
@@ -117,32 +117,11 @@ export async function tokenObtainer(options: TokenOptions): Promise<ObtainToken>
     const method = options.secretMethod === 'post' ? 'client_secret_post' : 'client_secret_basic';
     return clientCredentials({ ...common, auth: { method, clientId: agent, secret } });
   }
-  const signer = await loadAssertionSigner(options.key ?? '', agent, options.kid).catch((err: unknown) => {
-    throw toAgentCliError(err);
-  });
+  const signer = await loadAssertionSigner(options.key ?? '', agent, options.kid);
   return clientCredentials({
     ...common,
     auth: { method: 'private_key_jwt', clientId: agent, assertion: (audience) => signer.sign(audience) },
   });
-}
-
-const EXIT_FOR: Record<AgentRunErrorCode, ExitCode> = {
-  issuer_unreachable: EXIT.unavailable,
-  issuer_mismatch: EXIT.invalid,
-  token_refused: EXIT.invalid,
-  token_response_invalid: EXIT.unavailable,
-  key_unreadable: EXIT.unavailable,
-  key_unsupported: EXIT.invalid,
-  token_command_failed: EXIT.unavailable,
-  token_command_output: EXIT.invalid,
-  ca_unreadable: EXIT.unavailable,
-  ca_invalid: EXIT.invalid,
-  ca_unavailable: EXIT.unavailable,
-  token_unavailable: EXIT.unavailable,
-};
-
-export function toAgentCliError(err: unknown): unknown {
-  return err instanceof AgentRunError ? new CliError(err.message, EXIT_FOR[err.code]) : err;
 }
 
 /**
@@ -151,16 +130,13 @@ export function toAgentCliError(err: unknown): unknown {
  * another machine the bundle is only as trustworthy as the network: say so, in one line.
  */
 export async function interceptionCa(options: { ca?: string; issuer: string }): Promise<CaSource> {
-  if (options.ca !== undefined) return readCa(options.ca).catch(rethrow);
+  if (options.ca !== undefined) return readCa(options.ca);
   if (!URL.canParse(options.issuer)) {
     throw new CliError(`--issuer ${options.issuer} is not a URL`, EXIT.usage);
   }
   const fetched = await fetchInterceptionCa(options.issuer).catch((err: unknown) => {
     if (!(err instanceof AgentRunError)) throw err;
-    throw new CliError(
-      `cannot fetch the interception CA: ${err.message}; give --issuer URL, or --ca FILE`,
-      EXIT_FOR[err.code],
-    );
+    throw new ContextError(err, 'cannot fetch the interception CA', '; give --issuer URL, or --ca FILE');
   });
   if (plainHttpOffLoopback(fetched.url)) {
     process.stderr.write(
@@ -210,8 +186,8 @@ export function runCommand(): Command {
     let proxy: Awaited<ReturnType<typeof startLocalProxy>> | undefined;
     let ca: Awaited<ReturnType<typeof temporaryCaFiles>> | undefined;
     try {
-      await tokens.start().catch(rethrow);
-      ca = await temporaryCaFiles(await interceptionCa(options), process.env).catch(rethrow);
+      await tokens.start();
+      ca = await temporaryCaFiles(await interceptionCa(options), process.env);
       proxy = await startLocalProxy({ gateway, token: () => tokens.current() });
       const withhold = options.secretEnv === undefined ? [] : [options.secretEnv];
       const env = childEnvironment(process.env, proxyVariables(proxy.url, ca), withhold);
@@ -226,10 +202,6 @@ export function runCommand(): Command {
       await ca?.remove();
     }
   });
-}
-
-function rethrow(err: unknown): never {
-  throw toAgentCliError(err);
 }
 
 /** Only failures are reported: the command's own output is what the user is reading. */

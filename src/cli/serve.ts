@@ -4,12 +4,8 @@
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import type { Config } from '../config/settings.ts';
-import { formatDiagnostic } from '../policy/index.ts';
-import { type Running, StartError, start } from '../runtime/start.ts';
-import { toCliError } from './database-options.ts';
-import { CliError, EXIT } from './failure.ts';
+import { type Running, start } from '../runtime/start.ts';
 import { nextSteps } from './next-steps.ts';
-import { policyErrorToCli } from './policy-errors.ts';
 import { addSettingOptions, runService } from './service.ts';
 
 export function serveCommand(): Command {
@@ -25,13 +21,6 @@ export function serveCommand(): Command {
   return addSettingOptions(command).action((flags: Record<string, unknown>) =>
     runService(flags, {
       start: (config, log) => start(config, log, { watch: flags.watch === true }),
-      failure: (err) => {
-        if (err instanceof StartError) {
-          for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
-          return new CliError(err.message, err.code === 'port_in_use' ? EXIT.usage : EXIT.invalid);
-        }
-        return policyErrorToCli(toCliError(err));
-      },
       reload: (running) => running.policies.reload('SIGHUP'),
       announce: (running, config) => announce(running, config),
     }),

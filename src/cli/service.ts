@@ -1,12 +1,12 @@
 // What `reins serve` and `reins gateway` share: every setting as a flag (src/config/settings.ts),
 // and the life of a long-running process — load the settings, listen for SIGINT/SIGTERM before
 // starting anything (a signal during start-up must still end in an orderly stop), start, say
-// where it runs, stop in order on the signal.
+// where it runs, stop in order on the signal. A failure to start is thrown as it is: main.ts
+// reports it through failure.ts, like any other command's.
 import { type Command, Option } from 'commander';
-import { ConfigError, loadConfig } from '../config/load.ts';
+import { loadConfig } from '../config/load.ts';
 import { type Config, SETTINGS } from '../config/settings.ts';
 import { createLogger, type Logger } from '../runtime/logger.ts';
-import { CliError, EXIT } from './failure.ts';
 
 /** Adds every setting as `--flag <value>`, naming its environment variable and default. */
 export function addSettingOptions(command: Command): Command {
@@ -24,8 +24,6 @@ export function addSettingOptions(command: Command): Command {
 
 export interface Service<R extends { stop(): Promise<void> }> {
   start(config: Config, log: Logger): Promise<R>;
-  /** A start failure as the CLI error to report (one line, an exit code). */
-  failure(err: unknown): unknown;
   /** What to print once running. */
   announce(running: R, config: Config): string;
   /** What SIGHUP does once running (serve: reload the policies); unset: SIGHUP is ignored. */
@@ -36,13 +34,7 @@ export async function runService<R extends { stop(): Promise<void> }>(
   flags: Record<string, unknown>,
   service: Service<R>,
 ): Promise<void> {
-  let config: Config;
-  try {
-    config = loadConfig(flags, process.env);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new CliError(err.message, EXIT.usage);
-    throw err;
-  }
+  const config = loadConfig(flags, process.env);
   const log = createLogger(config.logLevel);
   const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', resolve);
@@ -61,13 +53,10 @@ export async function runService<R extends { stop(): Promise<void> }>(
   try {
     running = await service.start(config, log);
   } catch (err) {
+    // What was logged goes out before the line that says why the start failed.
     log.flush();
-    // A wrong gateway setting (REINS_GATEWAY_ALLOW_PRIVATE, REINS_GATEWAY_UPSTREAM_CA).
-    if (err instanceof Error && (err as { code?: unknown }).code === 'gateway_config') {
-      throw new CliError(err.message, EXIT.usage);
-    }
     process.off('SIGHUP', onHangup);
-    throw service.failure(err);
+    throw err;
   }
   const started = running;
   hangup = () => {

@@ -1,5 +1,5 @@
 // Usage errors as docs/cli.md promises them, at every level of the command tree: one line on
-// stderr, `reins: …`, exit 2 (main.ts maps the CommanderError), commander's did-you-mean kept.
+// stderr, `reins: …`, exit 2 (failure.ts maps the CommanderError), commander's did-you-mean kept.
 //
 // Commander applies exitOverride and output settings only to the command they are called on;
 // a subcommand added with addCommand() keeps its own defaults, so without this `reins policy

@@ -44,6 +44,16 @@ export function loadConfig(
     }
     return n;
   };
+  const milliseconds = (key: keyof Config): number => {
+    const { setting, value } = get(key);
+    const n = Number(value);
+    if (!/^[0-9]+$/.test(value ?? '') || n > 3_600_000) {
+      throw new ConfigError(
+        `${setting.env} (${setting.flag}) must be a number of milliseconds from 0 to 3600000, not '${value}'`,
+      );
+    }
+    return n;
+  };
   const oneOf = <T extends string>(key: keyof Config, allowed: readonly T[]): T => {
     const { setting, value } = get(key);
     if (!allowed.includes(value as T)) {
@@ -81,6 +91,7 @@ export function loadConfig(
       .filter((entry) => entry !== ''),
     gatewayIntercept: oneOf('gatewayIntercept', INTERCEPT),
     gatewayUpstreamCa: optional('gatewayUpstreamCa'),
+    gatewayShutdownGraceMs: milliseconds('gatewayShutdownGraceMs'),
     secretKey: optional('secretKey'),
     logLevel: oneOf('logLevel', LOG_LEVELS),
   };

@@ -25,6 +25,7 @@ export interface Config {
   readonly gatewayAllowPrivate: readonly string[];
   readonly gatewayIntercept: 'auto' | 'always' | 'never';
   readonly gatewayUpstreamCa: string | undefined;
+  readonly gatewayShutdownGraceMs: number;
   readonly secretKey: string | undefined;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 }
@@ -138,6 +139,15 @@ export const SETTINGS: readonly Setting[] = [
     placeholder: 'file',
     default: undefined,
     description: 'Extra PEM bundle the gateway trusts for upstream TLS (internal services, tests).',
+  },
+  {
+    key: 'gatewayShutdownGraceMs',
+    env: 'REINS_GATEWAY_SHUTDOWN_GRACE_MS',
+    flag: '--gateway-shutdown-grace-ms',
+    placeholder: 'ms',
+    default: '10000',
+    description:
+      'On SIGTERM, how long requests and tunnels in flight may take to finish before the gateway cuts them (each audited as `shutdown`).',
   },
   {
     key: 'secretKey',

@@ -1,5 +1,6 @@
-// The egress grammar's public API (SPEC.md, "Destination rules") and address classification
-// (docs/addresses.md). Pure: no I/O, no clock.
+// The egress grammar's public API (SPEC.md, "Destination rules"), its token form
+// (`authorization_details`, SPEC.md "Tokens") and address classification (docs/addresses.md).
+// Pure: no I/O, no clock.
 export { type AddressVerdict, classifyAddress, isPublicAddress, parseAddress } from './address.ts';
 export {
   ADDRESS_CLASSES,
@@ -8,6 +9,14 @@ export {
   type AddressRange,
   type Embedding,
 } from './address-ranges.ts';
+export {
+  checkEgressDetail,
+  type EgressDetail,
+  type EgressDetailCheck,
+  type EgressDetailsParse,
+  formatEgressDetails,
+  parseEgressDetails,
+} from './authorization-details.ts';
 export { formatRule } from './format.ts';
 export { formatHostPattern, normaliseName, type TargetHost } from './host.ts';
 export { intersectRule, intersectRules, ruleContains, rulesCover, simplifyRules } from './intersect.ts';

@@ -3,8 +3,7 @@
 // its status line and x-reins-reason header. No answer carries a stack trace or a token.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Verdict } from './check.ts';
-import type { TargetRead } from './request-target.ts';
+import { REASONS, type Reason } from './reasons.ts';
 
 /** Every value of a header, as received (duplicates matter: two Host headers are ambiguous). */
 export function headerValues(req: IncomingMessage, name: string): string[] {
@@ -42,6 +41,7 @@ const STATUS_WORDS: Readonly<Record<number, string>> = {
   408: 'request timeout',
   429: 'too many requests',
   502: 'bad gateway',
+  503: 'service unavailable',
   504: 'gateway timeout',
 };
 
@@ -68,50 +68,62 @@ function refusalHeaders(refusal: Refusal): Record<string, string> {
 
 const CHALLENGE = { 'proxy-authenticate': 'Bearer realm="reins", error="invalid_token"' };
 
-/** The 407 body and challenge for a request whose credentials were refused. */
-export function answer407(res: ServerResponse, problem: string, detail: string, requestId: string): void {
-  // No keep-alive for a client without a valid token: it may not hold gateway connections.
-  res.shouldKeepAlive = false;
-  sendRefusal(
-    res,
-    { status: 407, reason: 'invalid_token', problem },
-    { error: 'invalid_token', error_description: detail, request_id: requestId },
-    CHALLENGE,
-  );
+/** What one refusal says, wherever it is written. */
+export interface RefusalAnswer {
+  readonly refusal: Refusal;
+  readonly body: Record<string, unknown>;
+  readonly headers: Record<string, string>;
+  /** The connection is closed after it (no keep-alive). */
+  readonly close: boolean;
 }
 
-/** The same 407 as a raw answer on a CONNECT socket. */
-export function write407(socket: Socket, problem: string, detail: string, requestId: string): void {
-  writeRefusal(
-    socket,
-    { status: 407, reason: 'invalid_token', problem },
-    { error: 'invalid_token', error_description: detail, request_id: requestId },
-    CHALLENGE,
-  );
+export interface RefusalFacts {
+  readonly requestId?: string;
+  readonly detail?: string | null;
+  /** A 407's credential problem. */
+  readonly problem?: string;
+  /** A 403's destination (`host:port`). */
+  readonly destination?: string;
 }
 
-export function denial(verdict: Extract<Verdict, { verdict: 'deny' }>, read: TargetRead, requestId: string) {
-  const destination = read.ok ? read.authority : undefined;
+/**
+ * The answer to a refusal of `reason`, derived from its row in reasons.ts (status, error): the
+ * same status, body and phrase on every transport.
+ */
+export function refusalAnswer(reason: Reason, facts: RefusalFacts): RefusalAnswer {
+  const row = REASONS[reason];
+  const status = row.status ?? 400;
+  const detail = facts.detail ?? undefined;
+  if (reason === 'invalid_token') {
+    return {
+      refusal: { status, reason, problem: facts.problem },
+      body: { error: row.error, error_description: detail, request_id: facts.requestId },
+      headers: CHALLENGE,
+      // No keep-alive for a client without a valid token: it may not hold gateway connections.
+      close: true,
+    };
+  }
   return {
-    error: 'egress_denied',
-    reason: verdict.reason,
-    destination,
-    detail: verdict.detail,
-    request_id: requestId,
+    refusal: { status, reason },
+    body: {
+      error: row.error,
+      reason,
+      destination: status === 403 ? facts.destination : undefined,
+      detail,
+      request_id: facts.requestId,
+    },
+    headers: status === 429 ? { 'retry-after': '1' } : {},
+    // After a request it would not read, the gateway does not read the next one on the same
+    // connection either: where one request's framing was wrong, the next one's start is a guess.
+    close: row.outcome === 'bad_request' || reason === 'shutdown' || reason === 'upstream_busy',
   };
 }
 
 /** A refusal answered on an HTTP response: reason phrase, x-reins-reason, JSON body. */
-export function sendRefusal(
-  res: ServerResponse,
-  refusal: Refusal,
-  body: Record<string, unknown>,
-  headers: Record<string, string> = {},
-): void {
+export function sendRefusal(res: ServerResponse, answer: RefusalAnswer): void {
+  const { refusal, body, headers } = answer;
   const text = JSON.stringify(body);
-  // After a request it would not read, the gateway does not read the next one on the same
-  // connection either: where one request's framing was wrong, the next one's start is a guess.
-  if (refusal.status === 400) res.shouldKeepAlive = false;
+  if (answer.close) res.shouldKeepAlive = false;
   res.writeHead(refusal.status, reasonPhrase(refusal), {
     ...headers,
     ...refusalHeaders(refusal),
@@ -123,12 +135,8 @@ export function sendRefusal(
 }
 
 /** A refusal written raw on a socket (CONNECT, or a request Node's parser gave up on). */
-export function writeRefusal(
-  socket: Socket,
-  refusal: Refusal,
-  body: Record<string, unknown>,
-  headers: Record<string, string> = {},
-): void {
+export function writeRefusal(socket: Socket, answer: RefusalAnswer): void {
+  const { refusal, body, headers } = answer;
   if (!socket.writable) return;
   const json = JSON.stringify(body);
   const lines = [
@@ -140,12 +148,4 @@ export function writeRefusal(
     ...Object.entries({ ...headers, ...refusalHeaders(refusal) }).map(([k, v]) => `${k}: ${v}`),
   ];
   socket.end(`${lines.join('\r\n')}\r\n\r\n${json}`);
-}
-
-/** `host[:port]` → host (IPv6 keeps its brackets). */
-export function stripPort(authority: string): string {
-  const text = authority.trim();
-  if (text.startsWith('[')) return text.slice(0, text.indexOf(']') + 1);
-  const colon = text.lastIndexOf(':');
-  return colon < 0 ? text : text.slice(0, colon);
 }

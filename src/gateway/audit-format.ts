@@ -10,53 +10,25 @@
 // Threat: a query string can carry secrets (API keys, signed URLs, OAuth codes). It is never
 // logged or stored: `path` is cut at the first `?` (and `#`) even if a caller passes one in.
 import { parseAddress } from '../egress/address.ts';
+import type { ExchangeEvent } from './events.ts';
 
-export type AuditDecision = 'allowed' | 'denied';
+export type AuditDecision = ExchangeEvent['decision'];
 
-export interface AuditEvent {
-  /** When the decision was taken. */
-  readonly time: Date;
-  /** The id the gateway answered with (the `request_id` of a 403 body). */
-  readonly requestId: string;
-  /** Null only when no token could be verified (a 407): such a request belongs to no tenant. */
-  readonly tenant: string | null;
-  /** The acting agent: the client itself for client credentials, act.sub for token exchange. */
-  readonly agent: string | null;
-  /** The token's `sub`: the agent, or the user it acts for. */
-  readonly subject: string | null;
-  /** The token's RFC 8693 `act` claim as issued, newest actor outermost. */
-  readonly delegationChain: unknown;
-  readonly jti: string | null;
-  readonly method: string | null;
-  readonly scheme: string | null;
-  /** As normalised by the gateway: a DNS name or an IP literal. */
-  readonly host: string | null;
-  readonly port: number | null;
-  /** The path only, never the query. */
-  readonly path: string | null;
-  readonly decision: AuditDecision;
-  /** Why it was denied (the closed list of the 403 `reason`), or null. */
+/**
+ * What the audit keeps of one exchange: the gateway's event (events.ts, where every field is
+ * described) without what only metrics read, with the reason as text (rows written by older
+ * versions, and tests, may carry any) and the detail optional.
+ */
+export type AuditEvent = Omit<
+  ExchangeEvent,
+  'kind' | 'tunnel' | 'decisionMs' | 'upstreamMs' | 'reason' | 'detail' | 'durationMs'
+> & {
+  /** Why it ended as it did (reasons.ts), or null. */
   readonly reason: string | null;
-  /** The grant's rule that allowed it, in its canonical text. */
-  readonly matchedRule: string | null;
-  /** The address the gateway checked and dialled. */
-  readonly resolvedAddress: string | null;
-  /** Whether the request was read inside an inspected CONNECT tunnel. */
-  readonly inspected: boolean;
-  /** The status answered to the agent. */
-  readonly status: number | null;
-  /** Bytes received back from the destination (toward the agent). */
-  readonly bytesIn: number;
-  /** Bytes sent out toward the destination (the agent's request and upload). */
-  readonly bytesOut: number;
   readonly durationMs: number | null;
-  /**
-   * What more is known of a refusal (migrations/006_audit_detail.sql): a 407's credential
-   * problem (missing, malformed, multiple, invalid, expired, wrong_audience, revoked, …), a 400's
-   * fault in words. Never a token, a header value or a query.
-   */
+  /** migrations/006_audit_detail.sql: a 407's credential problem, a 400's fault in words. */
   readonly detail?: string | null;
-}
+};
 
 /** The ECS version the field names follow. */
 export const ECS_VERSION = '8.11.0';

@@ -1,6 +1,6 @@
-// The audit writer: every gateway decision, allowed or denied, becomes one JSON log line (ECS
-// field names, audit-format.ts) at once, and one durable row of audit_events written in batches
-// off the request path.
+// The audit writer: every gateway decision, allowed or denied, becomes one durable row of
+// audit_events written in batches off the request path, and one JSON log line (ECS field names,
+// audit-format.ts) at once. Both follow the gateway's event stream (observeAudit, observeLog).
 //
 // Group commit, as in the token ledger (src/server/provider/ledger-batch.ts), but since nobody
 // waits for an audit row (a request is answered without waiting for the database), a row may
@@ -25,13 +25,29 @@
 // line has been written already.
 import type { Queryable } from '../store/db.ts';
 import { type AuditEvent, ecsFields, pathWithoutQuery } from './audit-format.ts';
+import type { ExchangeStream } from './events.ts';
 
 export { type AuditDecision, type AuditEvent, ecsFields } from './audit-format.ts';
 
-/** What the writer needs of a logger; a pino Logger is one. */
+/** What the writer and the log line need of a logger; a pino Logger is one. */
 export interface AuditLogger {
   info(fields: Record<string, unknown>, message: string): void;
   warn(fields: Record<string, unknown>, message: string): void;
+}
+
+/**
+ * Queues a row for every exchange of `stream`; while the writer's queue is full, the stream holds
+ * the gateway back (events.ts, back-pressure). Returns the unsubscribe.
+ */
+export function observeAudit(stream: ExchangeStream, writer: AuditWriter): () => void {
+  return stream.subscribe((event) => writer.record(event));
+}
+
+/** Writes the ECS log line of every exchange of `stream`, at once. Returns the unsubscribe. */
+export function observeLog(stream: ExchangeStream, logger: Pick<AuditLogger, 'info'>): () => void {
+  return stream.subscribe((event) => {
+    logger.info(ecsFields(event), `egress ${event.decision}`);
+  });
 }
 
 export interface AuditWriterOptions {
@@ -214,7 +230,6 @@ function isRefused(err: unknown): boolean {
 
 export class AuditWriter {
   readonly #db: Queryable;
-  readonly #logger: AuditLogger;
   readonly #maxQueue: number;
   readonly #maxBatch: number;
   readonly #flushDelayMs: number;
@@ -233,7 +248,6 @@ export class AuditWriter {
 
   constructor(db: Queryable, logger: AuditLogger, options: AuditWriterOptions = {}) {
     this.#db = db;
-    this.#logger = logger;
     this.#maxQueue = Math.max(1, options.maxQueue ?? 10_000);
     this.#maxBatch = Math.max(1, Math.min(options.maxBatch ?? 500, MAX_BATCH_LIMIT));
     this.#flushDelayMs = Math.max(0, options.flushDelayMs ?? DEFAULT_FLUSH_DELAY_MS);
@@ -247,20 +261,20 @@ export class AuditWriter {
   }
 
   /**
-   * Logs the decision at once and queues its row. Returns undefined while the queue has room;
-   * once it is full, a promise that resolves when a write has made room again: await it before
-   * taking more work. The row is queued either way, never dropped.
+   * Queues the decision's row. Returns undefined while the queue has room; once it is full, a
+   * promise that resolves when a write has made room again: await it before taking more work.
+   * The row is queued either way, never dropped.
    *
-   * After drain() the writer takes no more rows: an event recorded that late (a shutdown that
-   * drained before its last request ended) is still logged, and reported to onError as
-   * `audit_writer_closed` instead of being thrown into the request that recorded it.
+   * After drain() the writer takes no more rows: an event recorded that late (a bug: the gateway
+   * publishes every exchange before its close() resolves) is reported to onError as
+   * `audit_writer_closed` instead of being thrown into the request that recorded it; its log line
+   * (observeLog) is written all the same.
    */
   record(event: AuditEvent): Promise<void> | undefined {
     // A broken clock value must not make a row PostgreSQL refuses; the time of recording is
     // the closest truth there is.
     const time = event.time instanceof Date && !Number.isNaN(event.time.getTime()) ? event.time : new Date();
     if (this.#closed) {
-      this.#logger.info(ecsFields({ ...event, time }), `egress ${event.decision}`);
       this.#report(
         new AuditError(
           'audit_writer_closed',
@@ -271,7 +285,6 @@ export class AuditWriter {
     }
     this.#queue.push(toRow(event, time));
     this.#schedule();
-    this.#logger.info(ecsFields({ ...event, time }), `egress ${event.decision}`);
     if (this.#queue.length < this.#maxQueue) return undefined;
     return new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
   }

@@ -56,12 +56,7 @@ export async function authenticate(
 
 export type Verdict =
   | { readonly verdict: 'allow'; readonly rule: string; readonly address: string; readonly tunnel: boolean }
-  | {
-      readonly verdict: 'deny';
-      readonly reason: DenyReason;
-      readonly detail: string;
-      readonly address?: string;
-    };
+  | { readonly verdict: 'deny'; readonly reason: DenyReason; readonly detail: string };
 
 /**
  * Whether an open tunnel's grant still holds after a change (a policy apply that removed the

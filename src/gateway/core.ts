@@ -1,24 +1,35 @@
-// What the gateway's handlers share: options and limits, the pooled upstream connections, the
-// connections and tunnels bound to tokens (closed when a token dies), the audit trail with its
-// back-pressure, and the server that reads requests inside inspected tunnels.
+// What the gateway's transports share: options and limits, the evaluation context, the pooled
+// upstream connections, the connections and tunnels bound to tokens (closed when a token dies),
+// the exchanges in flight (for a graceful stop), the event stream, and the server that reads
+// requests inside inspected tunnels.
 import type http from 'node:http';
 import type { Socket } from 'node:net';
-import { formatAddress } from '../egress/address.ts';
+import type { SecureContext } from 'node:tls';
 import type { Target } from '../egress/index.ts';
-import type { AuditEvent } from './audit.ts';
+import { type BodyRateGuard, createBodyRateGuard } from './body-rate.ts';
 import type { CheckContext } from './check.ts';
+import type { EvaluationContext, InterceptMode, Tunnel } from './evaluate.ts';
+import { type ExchangeKind, ExchangeStream } from './events.ts';
+import { Exchange } from './exchange.ts';
 import type { Upstreams } from './forward.ts';
-import type { InterceptMode, Interceptor } from './inspect.ts';
-import { type GatewayMetrics, outcomeOf, type TunnelMode } from './metrics.ts';
-import type { TargetRead } from './request-target.ts';
 import type { TokenFacts } from './token.ts';
+import { TunnelSlots } from './tunnel-slots.ts';
+import { createUpstreamShare, type UpstreamShare } from './upstream-share.ts';
+
+/** Issues TLS server contexts for hosts, signed by the interception CA (ca/leaf.ts). */
+export interface Interceptor {
+  secureContextFor(host: string): Promise<SecureContext>;
+}
 
 export interface GatewayOptions extends CheckContext {
   readonly host: string;
   /** 0: an ephemeral port. */
   readonly port: number;
-  readonly audit: { record(event: AuditEvent): Promise<void> | undefined };
-  readonly metrics?: GatewayMetrics;
+  /**
+   * Where every finished exchange is published (events.ts); the audit writer, log line and
+   * metrics subscribe to it. Default: a stream of the gateway's own (Gateway.events).
+   */
+  readonly events?: ExchangeStream;
   /** Extra PEM the gateway trusts for upstream TLS (REINS_GATEWAY_UPSTREAM_CA). */
   readonly upstreamCa?: string;
   readonly limits?: Partial<GatewayLimits>;
@@ -36,6 +47,20 @@ export interface GatewayLimits {
   readonly upstreamTimeoutMs: number;
   readonly tunnelsPerToken: number;
   readonly maxConnections: number;
+  /** On stop, how long exchanges in flight may take to finish before they are cut. */
+  readonly shutdownGraceMs: number;
+  /** Connections per upstream pool (address, port, TLS name): the agents' maxSockets. */
+  readonly upstreamSocketsPerOrigin: number;
+  /** Concurrent exchanges one token may have with one upstream pool (upstream-share.ts). */
+  readonly upstreamPerToken: number;
+  /** Concurrent exchanges one tenant's tokens together may have with one upstream pool. */
+  readonly upstreamPerTenant: number;
+  /** How long a request beyond its share waits for a slot before 429 `upstream_busy`. */
+  readonly upstreamWaitMs: number;
+  /** The minimum rate of a request body streaming upstream (body-rate.ts); 0 turns it off. */
+  readonly bodyMinRateBytesPerSecond: number;
+  /** The window that rate is averaged over, the first one included (the grace). */
+  readonly bodyRateWindowMs: number;
 }
 
 export const DEFAULT_LIMITS: GatewayLimits = {
@@ -45,13 +70,15 @@ export const DEFAULT_LIMITS: GatewayLimits = {
   upstreamTimeoutMs: 30_000,
   tunnelsPerToken: 128,
   maxConnections: 20_000,
+  shutdownGraceMs: 10_000,
+  // Why these: defaultShareLimits (upstream-share.ts) and DEFAULT_BODY_RATE (body-rate.ts).
+  upstreamSocketsPerOrigin: 256,
+  upstreamPerToken: 32,
+  upstreamPerTenant: 128,
+  upstreamWaitMs: 10_000,
+  bodyMinRateBytesPerSecond: 1024,
+  bodyRateWindowMs: 10_000,
 };
-
-export interface Gateway {
-  readonly url: string;
-  readonly port: number;
-  close(): Promise<void>;
-}
 
 /** A client connection or tunnel bound to a token: closed when the token dies. */
 export interface Bound {
@@ -61,44 +88,32 @@ export interface Bound {
   readonly tunnel?: Target;
 }
 
-/** Extra facts of an audit row beyond the decision. */
-export interface RecordExtra {
-  readonly address?: string;
-  readonly rule?: string;
-  readonly bytesIn?: number;
-  readonly bytesOut?: number;
-  readonly inspected?: boolean;
-  /**
-   * Set on the row of a CONNECT: the tunnel it opened (`plain`, `inspected`) or `none`. Such rows
-   * are counted in reins_gateway_tunnels_total, apart from the requests' decisions.
-   */
-  readonly tunnel?: TunnelMode;
-  /** What more is known of a refusal: a 407's credential problem, a 400's fault. */
-  readonly detail?: string;
-}
-
-export interface Core {
+export interface Core extends EvaluationContext {
   readonly options: GatewayOptions;
   readonly limits: GatewayLimits;
-  readonly now: () => Date;
   readonly upstreams: Upstreams;
+  readonly events: ExchangeStream;
   readonly bound: Set<Bound>;
-  readonly tunnelsByJti: Map<string, number>;
+  /** Exchanges begun and not finished: a stop lets them finish, then cuts what is left. */
+  readonly inFlight: Set<Exchange>;
+  /**
+   * Set when a stop begins: no request or CONNECT that comes after it is forwarded, and no
+   * answer keeps its connection alive (clients move to another gateway instead of being cut).
+   */
+  stopping: boolean;
   /** Reads the requests inside inspected tunnels. */
   readonly inner: http.Server;
-  /** Resolves once the audit queue has room (back-pressure). */
-  auditRoom(): Promise<void>;
-  record(
-    requestId: string,
-    facts: TokenFacts | null,
-    read: TargetRead | null,
-    decision: 'allowed' | 'denied',
-    reason: string | null,
-    status: number | null,
-    started: number,
-    extra?: RecordExtra,
-  ): void;
+  /** The tunnel each stream handed to `inner` belongs to. */
+  readonly tunnels: WeakMap<object, Tunnel>;
+  /** Slots of the upstream pools, shared out per token and tenant. */
+  readonly share: UpstreamShare;
+  /** The minimum rate of request bodies streaming upstream. */
+  readonly bodies: BodyRateGuard;
+  begin(kind: ExchangeKind, inspected?: boolean): Exchange;
+  /** Keep-alive connections belong to the token of their latest request. */
   bindSocket(socket: Socket, facts: TokenFacts): void;
+  /** Binds sockets to a token until `unbind` is called (or they close). */
+  bind(entry: Bound): () => void;
 }
 
 export function createCore(
@@ -108,89 +123,56 @@ export function createCore(
   inner: http.Server,
 ): Core {
   const now = options.now ?? (() => new Date());
+  const events = options.events ?? new ExchangeStream();
   const bound = new Set<Bound>();
-  // Back-pressure from the audit writer: while its queue is full, new requests wait for room
-  // before they are decided (a decision that could not be audited must not be taken).
-  let auditPressure: Promise<void> | undefined;
-  const auditRoom = async () => {
-    while (auditPressure !== undefined) await auditPressure;
-  };
+  const inFlight = new Set<Exchange>();
+  const connections = new WeakMap<Socket, Bound>();
 
-  /** Keep-alive connections belong to the token of their latest request. */
   function bindSocket(socket: Socket, facts: TokenFacts): void {
-    const existing = (socket as Socket & { reinsBound?: Bound }).reinsBound;
+    const existing = connections.get(socket);
     if (existing !== undefined) {
       existing.facts = facts;
       return;
     }
     const entry: Bound = { facts, sockets: [socket] };
-    (socket as Socket & { reinsBound?: Bound }).reinsBound = entry;
+    connections.set(socket, entry);
     bound.add(entry);
     socket.once('close', () => bound.delete(entry));
   }
 
-  function record(
-    requestId: string,
-    facts: TokenFacts | null,
-    read: TargetRead | null,
-    decision: 'allowed' | 'denied',
-    reason: string | null,
-    status: number | null,
-    started: number,
-    extra: RecordExtra = {},
-  ): void {
-    const target = read?.ok ? read.target : null;
-    const outcome = outcomeOf(decision, status);
-    if (extra.tunnel === undefined) options.metrics?.decisions.inc({ outcome, reason: reason ?? 'none' });
-    else options.metrics?.tunnelsOpened.inc({ outcome, reason: reason ?? 'none', mode: extra.tunnel });
-    const event: AuditEvent = {
-      time: now(),
-      requestId,
-      tenant: facts?.tenant ?? null,
-      agent: facts?.agent ?? null,
-      subject: facts?.sub ?? null,
-      delegationChain: facts?.act ?? null,
-      jti: facts?.jti ?? null,
-      method: target?.method ?? null,
-      scheme: target?.scheme ?? null,
-      host:
-        target === null
-          ? null
-          : target.host.kind === 'name'
-            ? target.host.name
-            : formatAddress(target.host.bytes),
-      port: target?.port ?? null,
-      path: target === null ? null : `/${target.path.join('/')}`,
-      decision,
-      reason,
-      matchedRule: extra.rule ?? null,
-      resolvedAddress: extra.address ?? null,
-      inspected: extra.inspected ?? false,
-      status,
-      bytesIn: extra.bytesIn ?? 0,
-      bytesOut: extra.bytesOut ?? 0,
-      durationMs: performance.now() - started,
-      detail: extra.detail ?? null,
-    };
-    // The event is queued either way and never dropped; a promise means the queue is full.
-    const full = options.audit.record(event);
-    if (full !== undefined && auditPressure === undefined) {
-      auditPressure = full.finally(() => {
-        auditPressure = undefined;
-      });
-    }
-  }
-
   return {
+    verifier: options.verifier,
+    live: options.live,
+    openings: options.openings,
+    resolve: options.resolve,
+    now,
+    intercept: options.intercept ?? 'auto',
+    canInspect: options.interceptor !== undefined,
+    tunnelSlots: new TunnelSlots(limits.tunnelsPerToken),
     options,
     limits,
-    now,
     upstreams,
+    events,
     bound,
-    tunnelsByJti: new Map<string, number>(),
+    inFlight,
+    stopping: false,
     inner,
-    auditRoom,
-    record,
+    tunnels: new WeakMap(),
+    share: createUpstreamShare({
+      perToken: limits.upstreamPerToken,
+      perTenant: limits.upstreamPerTenant,
+      perPool: limits.upstreamSocketsPerOrigin,
+      waitMs: limits.upstreamWaitMs,
+    }),
+    bodies: createBodyRateGuard({
+      minBytesPerSecond: limits.bodyMinRateBytesPerSecond,
+      windowMs: limits.bodyRateWindowMs,
+    }),
+    begin: (kind, inspected = false) => new Exchange(kind, events, inFlight, now(), { inspected }),
     bindSocket,
+    bind(entry) {
+      bound.add(entry);
+      return () => bound.delete(entry);
+    },
   };
 }

@@ -49,7 +49,10 @@ export interface DecisionInput {
   readonly ceiling: RuleSet | null;
   /** Every OTHER tenant's owned destinations and what it federates to the caller's tenant. */
   readonly ownership: readonly Ownership[];
-  /** The normalised request (normaliseTarget). For CONNECT: scheme 'https' (or 'http' when port 80), method 'CONNECT', path []. */
+  /**
+   * The normalised request (normaliseTarget). For CONNECT: method 'CONNECT', path [], scheme 'https'
+   * (or 'http', asked again by evaluate.ts when no https rule names the origin).
+   */
   readonly target: Target;
   readonly connect: boolean;
   /** DNS answers for a name target, once resolved (address strings); undefined = not resolved yet. Ignored for IP-literal targets. */
@@ -251,9 +254,10 @@ function explainMiss(input: DecisionInput, sets: readonly GrantSet[], missing: s
 
 /**
  * CONNECT: a plain tunnel hides every request inside it, so it is allowed only when the effective
- * grant holds the whole origin (a rule with any method and path /). An origin granted in part
- * needs inspection (a later issue); until then it is refused. So is an origin that another tenant
- * owns in part: the tunnel would reach its parts too.
+ * grant holds the whole origin (a rule with any method and path /). An origin granted in part is
+ * denied `connect_needs_whole_origin`, which evaluate.ts turns into an inspected tunnel when
+ * interception is on (every request inside is then decided on its own). So is an origin that
+ * another tenant owns in part: the tunnel would reach its parts too.
  */
 function grantTunnel(input: DecisionInput): Grant | Denial {
   const target = input.target;

@@ -1,10 +1,10 @@
 // The keys the gateway verifies tokens with: the published key set, held in memory and refreshed
-// from where it lives (the database, or a server's JWKS endpoint) only when a token names a `kid`
-// the set does not hold, and then at most once per cooldown.
+// from where it lives (the database) only when a token names a `kid` the set does not hold, and
+// then at most once per cooldown.
 //
 // Threat: anyone who can reach the gateway can send well-formed tokens that name random key ids.
-// If an unknown kid read the key set, a flood of them would become a flood of database reads or
-// fetches, and every refusal would wait for one. So:
+// If an unknown kid read the key set, a flood of them would become a flood of database reads,
+// and every refusal would wait for one. So:
 // - nothing is remembered per kid (random kids would grow that memory without bound): between
 //   refreshes the one set in memory answers every kid, and a kid it does not hold is refused at
 //   once, without I/O;
@@ -17,10 +17,6 @@ import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } f
 
 /** How often, at most, the key set is read again because a token named a kid it lacks. */
 export const KEY_REFRESH_COOLDOWN_MS = 5_000;
-/** A JWKS endpoint that does not answer within this is a failed refresh (remoteKeys). */
-const FETCH_TIMEOUT_MS = 5_000;
-/** A JWKS larger than this is not a key set (remoteKeys): a few keys are a few kilobytes. */
-const MAX_JWKS_BYTES = 512 * 1024;
 
 export interface KeySetOptions {
   /** Default KEY_REFRESH_COOLDOWN_MS. */
@@ -107,36 +103,4 @@ export class KeySet {
 /** Keys of a server in the same process (or sharing its database): the set `load` reads. */
 export function localKeys(load: () => Promise<JSONWebKeySet>, options: KeySetOptions = {}): JWTVerifyGetKey {
   return new KeySet(load, options).getKey;
-}
-
-/** Keys of a remote server, from its JWKS endpoint, fetched on the same terms. */
-export function remoteKeys(jwksUri: string, options: KeySetOptions = {}): JWTVerifyGetKey {
-  return new KeySet(() => fetchJwks(jwksUri), options).getKey;
-}
-
-async function fetchJwks(jwksUri: string): Promise<JSONWebKeySet> {
-  const response = await fetch(jwksUri, {
-    headers: { accept: 'application/json' },
-    redirect: 'error',
-    signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
-  });
-  if (response.status !== 200) {
-    await response.body?.cancel();
-    throw new Error(`the JWKS endpoint answered ${response.status}`);
-  }
-  const body = JSON.parse(await boundedText(response, MAX_JWKS_BYTES)) as { keys?: unknown };
-  if (!Array.isArray(body.keys)) throw new Error('the JWKS endpoint answered no key set');
-  return body as JSONWebKeySet;
-}
-
-/** The body as text, or an error as soon as it grows past `limit` bytes (nothing more is read). */
-async function boundedText(response: Response, limit: number): Promise<string> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of response.body ?? []) {
-    size += chunk.byteLength;
-    if (size > limit) throw new Error('the JWKS endpoint answered more than a key set');
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

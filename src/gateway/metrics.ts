@@ -1,19 +1,42 @@
 // The gateway's Prometheus metrics. Labels are low-cardinality on purpose: outcome and reason
 // come from closed lists; agent ids, tenants and hosts are never labels (they would let one
 // noisy tenant blow up every scrape).
+//
+// The metrics follow the gateway's event stream (events.ts): nothing in the request path counts.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { ExchangeEvent, ExchangeStream } from './events.ts';
+import { type OutcomeLabel, REASONS } from './reasons.ts';
 
-/** What a CONNECT opened: a plain tunnel, an inspected one, or none (refused, upstream failed). */
-export type TunnelMode = 'plain' | 'inspected' | 'none';
+export type { TunnelMode } from './events.ts';
 
-export type Outcome = 'allowed' | 'denied' | 'unauthenticated' | 'bad_request' | 'upstream_error';
+/** The outcome label of an exchange: its reason's row (reasons.ts), or allowed when it had none. */
+export function outcomeOf(event: Pick<ExchangeEvent, 'reason'>): OutcomeLabel {
+  return event.reason === null ? 'allowed' : REASONS[event.reason].outcome;
+}
 
-/** The outcome label of a decision answered with `status` (null: no status, e.g. a refused TLS handshake). */
-export function outcomeOf(decision: 'allowed' | 'denied', status: number | null): Outcome {
-  if (status === 407) return 'unauthenticated';
-  if (status === 400) return 'bad_request';
-  if ((status ?? 0) >= 500) return 'upstream_error';
-  return decision;
+/** Counts every exchange of `stream` into `metrics`; returns the unsubscribe. */
+export function observeMetrics(stream: ExchangeStream, metrics: GatewayMetrics): () => void {
+  const offExchanges = stream.subscribe((event) => {
+    const outcome = outcomeOf(event);
+    const reason = event.reason ?? 'none';
+    if (event.kind === 'request') metrics.decisions.inc({ outcome, reason });
+    else metrics.tunnelsOpened.inc({ outcome, reason, mode: event.tunnel ?? 'none' });
+    if (event.decisionMs !== null) metrics.decisionSeconds.observe(event.decisionMs / 1000);
+    if (event.upstreamMs !== null) {
+      metrics.upstreamSeconds.observe(
+        { kind: event.kind === 'request' ? 'request' : 'tunnel' },
+        event.upstreamMs / 1000,
+      );
+    }
+  });
+  const offTunnels = stream.onTunnel((event) => {
+    if (event.phase === 'open') metrics.tunnels.inc();
+    else metrics.tunnels.dec();
+  });
+  return () => {
+    offExchanges();
+    offTunnels();
+  };
 }
 
 export interface GatewayMetrics {

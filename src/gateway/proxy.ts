@@ -1,7 +1,8 @@
-// The verifying forward proxy (SPEC.md, "The gateway"): the listener, and what closes
-// connections whose token dies. What each request gets is elsewhere: absolute-form requests in
-// requests.ts, CONNECT in tunnels.ts, inspected tunnels in inspect.ts, the decision in decide.ts
-// (pure) reached through check.ts.
+// The verifying forward proxy (SPEC.md, "The gateway"): the listener, what closes connections
+// whose token dies, and the graceful stop. What each request gets is elsewhere: evaluate.ts turns
+// a request into an outcome (the decision itself in decide.ts, pure); the transports adapt I/O —
+// absolute-form and inner requests in requests.ts, CONNECT in tunnels.ts, inspected tunnels in
+// inspect.ts; each exchange is published on the event stream (events.ts) for audit and metrics.
 //
 // Limits, so that a slow or hostile client cannot exhaust the gateway: header size (16 KiB,
 // request line included), header and idle timeouts, tunnels per token, a connection ceiling.
@@ -16,9 +17,10 @@
 // far longer than the operator was told.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { sendRefusal, writeRefusal } from './answers.ts';
+import { refusalAnswer, sendRefusal, writeRefusal } from './answers.ts';
 import { tunnelStillAllowed } from './check.ts';
 import { createCore, DEFAULT_LIMITS, type GatewayLimits, type GatewayOptions } from './core.ts';
+import type { ExchangeStream } from './events.ts';
 import { upstreamAgents } from './forward.ts';
 import { onInnerRequest } from './inspect.ts';
 import { onRequest } from './requests.ts';
@@ -29,12 +31,19 @@ export type { GatewayLimits, GatewayOptions } from './core.ts';
 export interface Gateway {
   readonly url: string;
   readonly port: number;
+  /** Every finished exchange, published once (events.ts). */
+  readonly events: ExchangeStream;
+  /**
+   * Stops accepting, lets exchanges in flight finish within the shutdown grace period, cuts what
+   * remains (each published as `shutdown`), then closes every connection. When it resolves, every
+   * exchange the gateway began has been published: drain the audit writer after it, not before.
+   */
   close(): Promise<void>;
 }
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
-  const upstreams = upstreamAgents(options.upstreamCa);
+  const upstreams = upstreamAgents(options.upstreamCa, limits.upstreamSocketsPerOrigin);
 
   const server = http.createServer(serverOptions(limits));
   // Bytes stalled mid-request (a body that stops, an answer that stops) close the connection after
@@ -49,7 +58,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // take for ever to send a request head.
   inner.emit('listening');
   const core = createCore(options, limits, upstreams, inner);
-  const { now, bound } = core;
+  const { now, bound, inFlight } = core;
   inner.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answerClientError(err, socket);
     else socket.destroy();
@@ -80,6 +89,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const unsubscribe = options.live.onChange((change) => sweep(change.kind === 'policy'));
   const sweeper = setInterval(sweep, 250);
   sweeper.unref();
+  // Waits for an upstream share and body rates are judged on one coarse tick, not a timer per
+  // request: each holds to within a tenth of its limit (at most 250 ms).
+  const fairness = setInterval(
+    () => {
+      core.share.expire();
+      core.bodies.check();
+    },
+    Math.max(10, Math.min(250, Math.floor(Math.min(limits.upstreamWaitMs, limits.bodyRateWindowMs) / 10))),
+  );
+  fairness.unref();
   function sweep(recheckTunnels = false): void {
     const nowSeconds = Math.floor(now().getTime() / 1000);
     for (const entry of bound) {
@@ -106,24 +125,56 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     });
   });
   const port = (server.address() as AddressInfo).port;
+  let closing: Promise<void> | undefined;
   return {
     url: `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`,
     port,
-    async close() {
-      unsubscribe();
-      clearInterval(sweeper);
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      for (const entry of bound) for (const socket of entry.sockets) socket.destroy();
-      server.closeAllConnections();
-      inner.closeAllConnections();
-      // Stops its connection checks (it never listened: close only ends what 'listening' began).
-      inner.close();
-      await closed;
-      upstreams.http.destroy();
-      upstreams.https.destroy();
+    events: core.events,
+    close() {
+      closing ??= stop();
+      return closing;
     },
   };
+
+  async function stop(): Promise<void> {
+    core.stopping = true;
+    unsubscribe();
+    clearInterval(sweeper);
+    clearInterval(fairness);
+    // Stop accepting; connections with nothing in flight go now, the others once their exchange ends.
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    await settled(limits.shutdownGraceMs);
+    // What is left after the grace period is cut, each exchange published as cut by the stop.
+    for (const exchange of [...inFlight]) exchange.cut('shutdown');
+    for (const entry of bound) for (const socket of entry.sockets) socket.destroy();
+    server.closeAllConnections();
+    inner.closeAllConnections();
+    // Stops its connection checks (it never listened: close only ends what 'listening' began).
+    inner.close();
+    await closed;
+    // A cut exchange finishes on its sockets' close events, a turn or two later.
+    await settled(1_000);
+    for (const exchange of [...inFlight]) exchange.finish('shutdown', null);
+    upstreams.http.destroy();
+    upstreams.https.destroy();
+  }
+
+  /** Resolves once no exchange is in flight, or after `ms`. */
+  function settled(ms: number): Promise<void> {
+    if (inFlight.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const deadline = setTimeout(done, ms);
+      const poll = setInterval(() => {
+        if (inFlight.size === 0) done();
+      }, 10);
+      function done() {
+        clearTimeout(deadline);
+        clearInterval(poll);
+        resolve();
+      }
+    });
+  }
 }
 
 /**
@@ -162,16 +213,13 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
     socket.destroy();
     return;
   }
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-    writeRefusal(
-      socket,
-      { status: 408, reason: 'headers_timeout' },
-      { error: 'request_timeout', reason: 'headers_timeout' },
-    );
-  } else {
-    const reason = err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'malformed';
-    writeRefusal(socket, { status: 400, reason }, { error: 'bad_request', reason });
-  }
+  const reason =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? 'headers_timeout'
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? 'headers_too_large'
+        : 'malformed';
+  writeRefusal(socket, refusalAnswer(reason, {}));
 }
 
 function internalError(res: ServerResponse): void {
@@ -179,5 +227,5 @@ function internalError(res: ServerResponse): void {
     res.destroy();
     return;
   }
-  sendRefusal(res, { status: 502, reason: 'internal' }, { error: 'upstream_error', reason: 'internal' });
+  sendRefusal(res, refusalAnswer('internal', {}));
 }

@@ -16,7 +16,7 @@ export const systemResolver: Resolver = async (name) => {
   }
 };
 
-/** A resolver from a fixed table (tests; `REINS_GATEWAY_HOSTS`-style pinning). */
+/** A resolver from a fixed table, for tests and benchmarks (operators pin names in /etc/hosts). */
 export function tableResolver(table: Readonly<Record<string, readonly string[]>>): Resolver {
   return async (name) => (table[name] ?? []).map(canonical).filter((a): a is string => a !== null);
 }

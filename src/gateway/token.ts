@@ -4,8 +4,7 @@
 // revocation state on every request (an ECDSA signature can be re-encoded into a second valid
 // form, so the token string is not an identity; the jti is).
 import { type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
-import { compileRuleSet, type Rule, type RuleSet } from '../egress/index.ts';
-import { requestedRules } from '../server/provider/issuance.ts';
+import { compileRuleSet, parseEgressDetails, type Rule, type RuleSet } from '../egress/index.ts';
 
 /** What a verified token tells the gateway. */
 export interface TokenFacts {
@@ -144,7 +143,7 @@ function factsOf(payload: JWTPayload): TokenCheck {
   const details = Array.isArray(payload.authorization_details) ? payload.authorization_details : [];
   // Only `egress` entries are ours; a token without any grants nothing.
   const egressDetails = details.filter((d) => (d as { type?: unknown })?.type === 'egress');
-  const granted = requestedRules(egressDetails);
+  const granted = parseEgressDetails(egressDetails);
   if (!granted.ok) return fail('invalid', 'the token carries an unreadable egress grant');
   return {
     ok: true,
@@ -167,4 +166,4 @@ function fail(problem: TokenProblem, detail: string): TokenCheck {
 }
 
 // Where the keys come from, and how often they are read again: keys.ts.
-export { KEY_REFRESH_COOLDOWN_MS, localKeys, remoteKeys } from './keys.ts';
+export { KEY_REFRESH_COOLDOWN_MS, localKeys } from './keys.ts';

@@ -1,14 +1,15 @@
-// CONNECT: a plain tunnel to an origin the token grants whole (end-to-end TLS, nothing
-// inspected), an inspected tunnel to one it grants in part (inspect.ts), a refusal otherwise.
-import { randomUUID } from 'node:crypto';
+// The CONNECT transport: evaluate(), then a plain tunnel to an origin the token grants whole
+// (end-to-end TLS, nothing inspected), an inspected tunnel to one it grants in part (inspect.ts),
+// or the refusal evaluate names, written raw on the socket (no HTTP response object exists there).
 import type { IncomingMessage } from 'node:http';
 import net, { type Socket } from 'node:net';
-import { denial, headerValues, isHttp11, write407, writeRefusal } from './answers.ts';
-import { authenticate, judge } from './check.ts';
-import type { Bound, Core } from './core.ts';
+import { headerValues, isHttp11, refusalAnswer, writeRefusal } from './answers.ts';
+import type { Core } from './core.ts';
+import { evaluate, type Outcome } from './evaluate.ts';
+import type { Exchange } from './exchange.ts';
 import { isTimeout } from './forward.ts';
 import { openInspected } from './inspect.ts';
-import { readConnectTarget } from './request-target.ts';
+import type { Reason } from './reasons.ts';
 
 export async function onConnect(
   core: Core,
@@ -16,162 +17,164 @@ export async function onConnect(
   socket: Socket,
   head: Buffer,
 ): Promise<void> {
-  const { options, limits, now, bound, tunnelsByJti, auditRoom, record } = core;
-  await auditRoom();
-  const started = performance.now();
-  const requestId = randomUUID();
-  const hosts = headerValues(req, 'host');
-  const hostRequired = isHttp11(req);
-  // CONNECT names no scheme: the tunnel is allowed when the origin is granted whole under
-  // either (whatever runs inside then reaches nothing the token does not grant). Read before the
-  // token is checked, so that a 407's audit row says where it was going.
-  let read = readConnectTarget(req.url ?? '', 'https', hosts, hostRequired);
-  const auth = await authenticate(options, headerValues(req, 'proxy-authorization'));
-  if (!auth.ok) {
-    write407(socket, auth.problem, auth.detail, requestId);
-    record(requestId, null, read.ok ? read : null, 'denied', 'invalid_token', 407, started, {
-      tunnel: 'none',
-      detail: auth.problem,
-    });
+  const exchange = core.begin('connect');
+  // As for requests (requests.ts): a CONNECT cut by a stop before it is decided is answered 503
+  // and closed, no tunnel opened. Without this its socket (no longer the HTTP server's to close)
+  // held close() open until the idle timeout.
+  exchange.abort = (cut) => refuse(socket, exchange, cut, null);
+  if (core.stopping) {
+    exchange.cut('shutdown');
     return;
   }
-  const { facts } = auth;
-  if (!read.ok) {
-    writeRefusal(
-      socket,
-      { status: 400, reason: read.reason },
-      { error: 'bad_request', reason: read.reason, detail: read.detail, request_id: requestId },
-    );
-    record(requestId, facts, null, 'denied', read.reason, 400, started, {
-      tunnel: 'none',
-      detail: read.detail,
-    });
-    return;
-  }
-  let verdict = await judge(options, facts, read.target, true);
-  // CONNECT names no scheme: when no https rule names the origin, an http rule may (Node's
-  // fetch tunnels http:// URLs too). Only then: any other refusal (cross_tenant, a forbidden
-  // address, a partial grant) stands, whatever an http rule for the same port says.
-  if (verdict.verdict === 'deny' && verdict.reason === 'no_matching_rule') {
-    const plain = readConnectTarget(req.url ?? '', 'http', hosts, hostRequired);
-    if (plain.ok) {
-      read = plain;
-      verdict = await judge(options, facts, plain.target, true);
-    }
-  }
-  options.metrics?.decisionSeconds.observe((performance.now() - started) / 1000);
-  const mode = options.intercept ?? 'auto';
-  const partial = verdict.verdict === 'deny' && verdict.reason === 'connect_needs_whole_origin';
-  const inspect = (partial && mode !== 'never') || (verdict.verdict === 'allow' && mode === 'always');
-  if (inspect && options.interceptor !== undefined) {
-    await openInspected(core, socket, head, facts, read, requestId, started, options.interceptor);
-    return;
-  }
-  if (verdict.verdict === 'deny') {
-    writeRefusal(socket, { status: 403, reason: verdict.reason }, denial(verdict, read, requestId));
-    record(requestId, facts, read, 'denied', verdict.reason, 403, started, {
-      address: verdict.address,
-      tunnel: 'none',
-    });
-    return;
-  }
-  const open = tunnelsByJti.get(facts.jti) ?? 0;
-  if (open >= limits.tunnelsPerToken) {
-    writeRefusal(
-      socket,
-      { status: 429, reason: 'too_many_tunnels' },
-      { error: 'budget_exceeded', reason: 'too_many_tunnels', request_id: requestId },
-      { 'retry-after': '1' },
-    );
-    record(requestId, facts, read, 'denied', 'too_many_tunnels', 429, started, { tunnel: 'none' });
-    return;
-  }
-  // The slot is taken now, not once the upstream answers: a burst of CONNECTs must not all
-  // pass the check before any of them counts.
-  tunnelsByJti.set(facts.jti, open + 1);
-  let slotHeld = true;
-  const releaseSlot = () => {
-    if (!slotHeld) return;
-    slotHeld = false;
-    const left = (tunnelsByJti.get(facts.jti) ?? 1) - 1;
-    if (left <= 0) tunnelsByJti.delete(facts.jti);
-    else tunnelsByJti.set(facts.jti, left);
-  };
-  const allowed = verdict;
-  const dialled = performance.now();
-  const upstream = net.connect({ host: allowed.address, port: read.target.port });
-  socket.once('close', () => {
-    if (!opened) {
-      upstream.destroy();
-      releaseSlot();
-    }
+  const room = core.events.room();
+  if (room !== undefined) await room;
+  if (exchange.finished) return;
+  const outcome = await evaluate(core, {
+    method: 'CONNECT',
+    url: req.url ?? '',
+    hosts: headerValues(req, 'host'),
+    http11: isHttp11(req),
+    proxyAuthorization: headerValues(req, 'proxy-authorization'),
   });
+  exchange.abort = undefined;
+  if (exchange.finished) {
+    if (outcome.kind === 'tunnel' || outcome.kind === 'inspect') outcome.release();
+    return;
+  }
+  exchange.decided();
+  exchange.facts = outcome.facts;
+  switch (outcome.kind) {
+    case 'refuse':
+      exchange.target = outcome.read?.target ?? null;
+      refuse(socket, exchange, outcome.reason, outcome.detail, outcome.problem, outcome.read?.authority);
+      return;
+    case 'inspect':
+      exchange.target = outcome.read.target;
+      exchange.inspected = true;
+      exchange.tunnel = 'inspected';
+      await openInspected(core, socket, head, exchange, outcome);
+      return;
+    case 'tunnel':
+      exchange.target = outcome.read.target;
+      exchange.rule = outcome.rule;
+      exchange.address = outcome.address;
+      plainTunnel(core, socket, head, exchange, outcome);
+      return;
+    default:
+      throw new Error(`a CONNECT cannot be evaluated to ${outcome.kind}`);
+  }
+}
+
+function refuse(
+  socket: Socket,
+  exchange: Exchange,
+  reason: Reason,
+  detail: string | null,
+  problem?: string,
+  destination?: string,
+): void {
+  const answer = refusalAnswer(reason, { requestId: exchange.requestId, detail, problem, destination });
+  writeRefusal(socket, answer);
+  exchange.finish(reason, answer.refusal.status, problem ?? detail);
+}
+
+/** A plain tunnel: dial the checked address, answer 200, relay bytes both ways until either end closes. */
+function plainTunnel(
+  core: Core,
+  socket: Socket,
+  head: Buffer,
+  exchange: Exchange,
+  outcome: Extract<Outcome, { kind: 'tunnel' }>,
+): void {
+  const { limits, live, now, events } = core;
+  const { facts, release } = outcome;
+  exchange.dialling();
+  const upstream = net.connect({ host: outcome.address, port: outcome.read.target.port });
+  let opened = false;
+  exchange.bytesOut = head.length;
+  socket.once('close', () => {
+    if (opened) return;
+    upstream.destroy();
+    release();
+    // The client left before the tunnel opened.
+    exchange.finish('client_closed', null);
+  });
+  exchange.abort = (cut) => {
+    if (!opened) {
+      release();
+      refuse(socket, exchange, cut, null);
+      upstream.destroy();
+      return;
+    }
+    closeWith(cut);
+  };
   upstream.setTimeout(limits.upstreamTimeoutMs, () =>
     upstream.destroy(Object.assign(new Error('timeout'), { code: 'UPSTREAM_TIMEOUT' })),
   );
-  const readOk = read;
-  let opened = false;
-  let bytesIn = 0;
-  let bytesOut = head.length;
   upstream.on('error', (err) => {
-    if (!opened) {
-      releaseSlot();
-      const status = isTimeout(err) ? 504 : 502;
-      const reason = isTimeout(err) ? 'upstream_timeout' : 'upstream_unreachable';
-      writeRefusal(socket, { status, reason }, { error: 'upstream_error', reason, request_id: requestId });
-      record(requestId, facts, readOk, 'allowed', reason, status, started, {
-        address: allowed.address,
-        rule: allowed.rule,
-        tunnel: 'none',
-      });
-    } else socket.destroy();
-  });
-  upstream.on('connect', () => {
-    opened = true;
-    // The token may have died while the name resolved and the upstream answered.
-    if (
-      options.live.isRevoked(facts.jti) ||
-      options.live.isQuarantined(facts.tenant, facts.agent) ||
-      facts.exp <= Math.floor(now().getTime() / 1000)
-    ) {
-      releaseSlot();
-      upstream.destroy();
+    if (opened) {
       socket.destroy();
       return;
     }
+    release();
+    // The answer and the row say the same: a timeout is 504 upstream_timeout in both.
+    refuse(socket, exchange, isTimeout(err) ? 'upstream_timeout' : 'upstream_unreachable', null);
+  });
+  let cutReason: Reason | null = null;
+  let closed = false;
+  const closeWith = (reason: Reason | null) => {
+    if (closed) return;
+    closed = true;
+    cutReason ??= reason;
+    socket.destroy();
+    upstream.destroy();
+    unbind();
+    release();
+    events.publishTunnel({ phase: 'close', mode: 'plain' });
+    exchange.finish(cutReason, 200);
+  };
+  let unbind = () => {};
+  upstream.on('connect', () => {
+    if (exchange.finished) {
+      upstream.destroy();
+      return;
+    }
+    opened = true;
+    exchange.upstreamAnswered();
+    // The token may have died while the name resolved and the upstream answered: refused as it
+    // would be now, before any byte goes through.
+    const nowSeconds = Math.floor(now().getTime() / 1000);
+    const problem = live.isRevoked(facts.jti) ? 'revoked' : facts.exp <= nowSeconds ? 'expired' : null;
+    const quarantined = live.isQuarantined(facts.tenant, facts.agent);
+    if (problem !== null || quarantined) {
+      release();
+      upstream.destroy();
+      if (problem !== null)
+        refuse(
+          socket,
+          exchange,
+          'invalid_token',
+          `the token has ${problem === 'revoked' ? 'been revoked' : 'expired'}`,
+          problem,
+        );
+      else refuse(socket, exchange, 'agent_quarantined', 'the agent was quarantined while the tunnel opened');
+      return;
+    }
     upstream.setTimeout(limits.idleTimeoutMs);
-    options.metrics?.upstreamSeconds.observe({ kind: 'tunnel' }, (performance.now() - dialled) / 1000);
-    options.metrics?.tunnels.inc();
-    const entry: Bound = { facts, sockets: [socket, upstream], tunnel: readOk.target };
-    bound.add(entry);
+    exchange.tunnel = 'plain';
+    events.publishTunnel({ phase: 'open', mode: 'plain' });
+    unbind = core.bind({ facts, sockets: [socket, upstream], tunnel: outcome.read.target });
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) upstream.write(head);
     socket.on('data', (chunk: Buffer) => {
-      bytesOut += chunk.length;
+      exchange.bytesOut += chunk.length;
     });
     upstream.on('data', (chunk: Buffer) => {
-      bytesIn += chunk.length;
+      exchange.bytesIn += chunk.length;
     });
     socket.pipe(upstream);
     upstream.pipe(socket);
-    let closed = false;
-    const close = () => {
-      if (closed) return;
-      closed = true;
-      socket.destroy();
-      upstream.destroy();
-      bound.delete(entry);
-      releaseSlot();
-      options.metrics?.tunnels.dec();
-      record(requestId, facts, readOk, 'allowed', null, 200, started, {
-        address: allowed.address,
-        rule: allowed.rule,
-        bytesIn,
-        bytesOut,
-        tunnel: 'plain',
-      });
-    };
-    socket.on('close', close);
-    upstream.on('close', close);
+    socket.on('close', () => closeWith(null));
+    upstream.on('close', () => closeWith(null));
   });
 }

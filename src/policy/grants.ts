@@ -38,8 +38,6 @@ export interface GrantContext {
   readonly complete: boolean;
 }
 
-export const EMPTY_GRANT: ResolvedGrant = { items: [], rules: [], integrations: [] };
-
 /** Parses one rule written at `path`; an error points at the exact column inside the string. */
 export function parseRuleAt(
   located: Located<unknown>,
@@ -107,18 +105,4 @@ function unknownIntegration(name: string, path: NodePath, context: GrantContext)
     `unknown integration '${name}' in ${describe(path)}${didYouMean(name, known)} (${knownText}); ` +
     `to allow a destination directly, write a rule such as 'https://${name}/'`
   );
-}
-
-/** Several lists (e.g. `owns` from each of a tenant's files) as one grant. */
-export function resolveGrants(
-  lists: readonly Located<readonly string[]>[],
-  context: GrantContext,
-  out: Diagnostic[],
-): ResolvedGrant {
-  const resolved = lists.map((list) => resolveGrant(list, context, out));
-  return {
-    items: resolved.flatMap((r) => r.items),
-    rules: simplifyRules(resolved.flatMap((r) => r.rules)),
-    integrations: [...new Set(resolved.flatMap((r) => r.integrations))].sort(),
-  };
 }

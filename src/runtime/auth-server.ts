@@ -1,8 +1,8 @@
 // The authorization server's listener: signing keys, the live client registry, oidc-provider,
 // the interception CA bundle at /ca.pem (ca-route.ts), and the expiry sweep of its storage,
-// started and stopped together.
+// started and stopped together: if the listener cannot start, what started before it stops.
 import { once } from 'node:events';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/settings.ts';
 import { startSweeper } from '../server/adapter/index.ts';
@@ -40,31 +40,39 @@ export async function startAuthServer(
   const clients = await ClientRegistry.open(db, {
     onError: (err: unknown) => log.warn({ err }, 'could not reload the OAuth clients'),
   });
-  const caBundle = interceptionCaRoute({
-    db,
-    issuer: config.issuer,
-    cacheMs: options.caBundleCacheMs,
-    onError: (err: unknown) => log.warn({ err }, 'could not read the interception CA for /ca.pem'),
-  });
-  const provider = createProvider({
-    issuer: config.issuer,
-    db,
-    clients,
-    gatewayResource: config.gatewayResource,
-    signingKeys: keys.signing.map((k) => k.privateJwk),
-    extraMetadata: caBundle.metadata,
-  });
-  provider.use(caBundle.middleware);
-  provider.on('server_error', (_ctx: unknown, err: unknown) =>
-    log.error({ err }, 'authorization server error'),
-  );
+  // From here on the client registry follows the database: a failure to listen (the port is
+  // taken) closes it again, so that a failed start leaves nothing running (runtime/start.ts).
+  let server: Server;
+  try {
+    const caBundle = interceptionCaRoute({
+      db,
+      issuer: config.issuer,
+      cacheMs: options.caBundleCacheMs,
+      onError: (err: unknown) => log.warn({ err }, 'could not read the interception CA for /ca.pem'),
+    });
+    const provider = createProvider({
+      issuer: config.issuer,
+      db,
+      clients,
+      gatewayResource: config.gatewayResource,
+      signingKeys: keys.signing.map((k) => k.privateJwk),
+      extraMetadata: caBundle.metadata,
+    });
+    provider.use(caBundle.middleware);
+    provider.on('server_error', (_ctx: unknown, err: unknown) =>
+      log.error({ err }, 'authorization server error'),
+    );
+    server = createServer(provider.callback());
+    server.listen(config.port, config.host);
+    await once(server, 'listening');
+  } catch (err) {
+    await clients.close();
+    throw err;
+  }
+  // Started once listening: nothing can fail after it, so nothing has to stop it but close().
   const stopSweeper = startSweeper(db, {
     onError: (err: unknown) => log.warn({ err }, 'expiry sweep failed'),
   });
-
-  const server = createServer(provider.callback());
-  server.listen(config.port, config.host);
-  await once(server, 'listening');
   const address = server.address() as AddressInfo;
   return {
     url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,

@@ -1,14 +1,16 @@
 // The gateway's listener and what it follows: the live state (revocations, quarantines, policy)
-// from the database, the audit writer, token verification with the keys the server publishes.
-// Started and stopped together; on stop the audit queue is drained so no row is lost.
+// from the database, token verification with the keys the server publishes, and what watches its
+// event stream (audit writer, log line, metrics). Started and stopped together; on stop the
+// gateway publishes every exchange it began, then the audit queue is drained, so no row is lost.
 import { readFileSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/settings.ts';
 import { type Opening, parseOpening } from '../egress/index.ts';
-import { AuditWriter } from '../gateway/audit.ts';
+import { AuditWriter, observeAudit, observeLog } from '../gateway/audit.ts';
 import { ensureInterceptionCa, LeafCache, loadSigningCa } from '../gateway/ca/index.ts';
+import { ExchangeStream } from '../gateway/events.ts';
 import { LiveState } from '../gateway/live-state.ts';
-import { gatewayMetrics } from '../gateway/metrics.ts';
+import { gatewayMetrics, observeMetrics } from '../gateway/metrics.ts';
 import { startGateway } from '../gateway/proxy.ts';
 import { cachedResolver, systemResolver } from '../gateway/resolve.ts';
 import { localKeys, TokenVerifier } from '../gateway/token.ts';
@@ -45,6 +47,11 @@ export async function startGatewayRuntime(
     onError: (err: unknown) => log.warn({ err }, 'could not write audit rows (they are kept and retried)'),
   });
   const metrics = gatewayMetrics(registry, () => audit.depth);
+  // What watches the gateway follows its event stream: the row, the log line, the metrics.
+  const events = new ExchangeStream();
+  observeAudit(events, audit);
+  observeLog(events, log);
+  observeMetrics(events, metrics);
   const verifier = new TokenVerifier({
     issuer: config.issuer,
     audience: config.gatewayResource,
@@ -65,10 +72,10 @@ export async function startGatewayRuntime(
       live,
       openings,
       resolve: cachedResolver(systemResolver),
-      audit,
-      metrics,
+      events,
       upstreamCa,
       intercept: config.gatewayIntercept,
+      limits: { shutdownGraceMs: config.gatewayShutdownGraceMs },
       interceptor: leaves,
     });
   } catch (err) {

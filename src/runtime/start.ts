@@ -1,10 +1,13 @@
 // Starts a reins process: database, migrations, policies, listeners. Returns a handle that
-// stops everything in order. The CLI's `serve` is a thin shell around this, and tests start
-// it in-process.
+// stops everything in order. The CLI's `serve` and `gateway` are thin shells around this, and
+// tests start it in-process.
 //
-// Both starts (`serve`, and the gateway alone) push what they have started on one stack, so a
-// failure at any step stops exactly what already runs, in reverse order, and a port already in
-// use is reported with the setting that moves it.
+// One start-up for both: `serve` (`start`) and the gateway alone (`startGatewayOnly`) run the
+// same steps in `startProcess`, the second without the authorization server's parts. Each part
+// is pushed on one last-in-first-out stack (`Started`) the moment it runs, so a failure at any
+// step stops exactly what already runs, in reverse order — the listeners free their ports, the
+// database releases the embedded data directory's lock — and `stop()` walks the same stack.
+// A port already in use is reported with the setting that moves it.
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import {
   type AdminCredentials,
@@ -44,94 +47,30 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-/** Things started so far, stopped in reverse order. */
-class Started {
-  readonly #stops: (() => Promise<void>)[] = [];
-  add(stop: () => Promise<void>): void {
-    this.#stops.push(stop);
-  }
-  async stopAll(): Promise<void> {
-    for (const stop of this.#stops.splice(0).reverse()) await stop().catch(() => {});
-  }
-}
-
-export async function start(config: Config, log: Logger, options: StartOptions = {}): Promise<Running> {
-  const started = new Started();
-  try {
-    const db = await openDatabase(config, log, started);
-    const { applied } = await migrate(db);
-    if (applied.length > 0) log.info({ applied }, 'applied migrations');
-
-    const policies = await startPolicyFollower(db, config.policies, log, { watch: options.watch ?? false });
-    started.add(() => policies.close());
-
-    const auth = await listening('port', config.port, () => startAuthServer(config, db, log));
-    started.add(() => auth.close());
-
-    const registry = new Registry();
-    collectDefaultMetrics({ register: registry });
-    const gateway = await listening('gatewayPort', config.gatewayPort, () =>
-      startGatewayRuntime(config, db, log, registry),
-    );
-    // The gateway stops first of all: its last decisions are audited while the database is open.
-    started.add(() => gateway.close());
-
-    const credentials = adminCredentials(config.adminToken);
-    const admin = await listening('adminPort', config.adminPort, () =>
-      startAdmin({
-        host: config.host,
-        port: config.adminPort,
-        registry,
-        checks: {
-          ...databaseCheck(db),
-          policies: async () => ({ ok: true, detail: `version ${policies.version()}` }),
-          ...gatewayCheck(gateway),
-        },
-        api: {
-          db,
-          tokens: acceptedTokens(credentials),
-          intercept: config.gatewayIntercept,
-          onApply: (outcome) => log.info(outcome, 'policy apply through the admin API'),
-        },
-      }),
-    );
-    started.add(() => admin.close());
-    if (!config.databaseUrl && config.dataDir !== 'memory') {
-      const remove = await writeLocalHandle(config.dataDir, {
-        url: localUrl(admin.url),
-        token: credentials.local,
-        pid: process.pid,
-      });
-      started.add(remove);
-    }
-    log.info(
-      { admin: admin.url, gateway: gateway.url, backend: db.backend, policyVersion: policies.version() },
-      'reins is ready',
-    );
-    return {
-      db,
-      admin,
-      auth,
-      gateway,
-      policies,
-      model: () => policies.model(),
-      adminCredentials: credentials,
-      stop: async () => {
-        await started.stopAll();
-        log.info('stopped');
-      },
-    };
-  } catch (err) {
-    await started.stopAll();
-    throw err;
-  }
-}
-
 export interface RunningGateway {
   readonly db: Db;
   readonly admin: AdminServer;
   readonly gateway: GatewayRuntime;
   stop(): Promise<void>;
+}
+
+/** `reins serve`: the authorization server, the gateway and the admin listener with its API. */
+export async function start(config: Config, log: Logger, options: StartOptions = {}): Promise<Running> {
+  const watch = options.watch ?? false;
+  const running = await startProcess(config, log, (db, started) =>
+    startServerParts(config, db, log, started, watch),
+  );
+  const { policies, auth, credentials } = running.server;
+  return {
+    db: running.db,
+    admin: running.admin,
+    auth,
+    gateway: running.gateway,
+    policies,
+    model: () => policies.model(),
+    adminCredentials: credentials,
+    stop: running.stop,
+  };
 }
 
 /**
@@ -140,36 +79,111 @@ export interface RunningGateway {
  * server, or `reins policy apply`, does.
  */
 export async function startGatewayOnly(config: Config, log: Logger): Promise<RunningGateway> {
-  const started = new Started();
+  const running = await startProcess(config, log, async () => null);
+  return { db: running.db, admin: running.admin, gateway: running.gateway, stop: running.stop };
+}
+
+/** Things started so far, stopped last first. */
+class Started {
+  readonly #stops: (() => Promise<void>)[] = [];
+  readonly #log: Logger;
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  /** Awaits a start and pushes its stop at once: nothing runs that the stack does not know of. */
+  async push<T>(starting: Promise<T>, stop: (it: T) => Promise<void>): Promise<T> {
+    const it = await starting;
+    this.#stops.push(() => stop(it));
+    return it;
+  }
+
+  add(stop: () => Promise<void>): void {
+    this.#stops.push(stop);
+  }
+
+  /** Stops everything, last started first; one stop failing does not keep the others running. */
+  async stopAll(): Promise<void> {
+    for (const stop of this.#stops.splice(0).reverse()) {
+      await stop().catch((err: unknown) => this.#log.warn({ err }, 'could not stop cleanly'));
+    }
+  }
+}
+
+/** What `serve` runs besides the gateway; the gateway alone runs none of it. */
+interface ServerParts {
+  readonly policies: PolicyFollower;
+  readonly auth: AuthServer;
+  readonly credentials: AdminCredentials;
+}
+
+interface Process<S extends ServerParts | null> {
+  readonly db: Db;
+  readonly gateway: GatewayRuntime;
+  readonly admin: AdminServer;
+  readonly server: S;
+  stop(): Promise<void>;
+}
+
+/**
+ * The one start-up: database, migrations, the server's parts (`serve` only), the gateway, the
+ * admin listener, the local handle. The gateway is started after the authorization server and
+ * so stops before it and before the database: its last decisions are audited while the
+ * database is open.
+ */
+async function startProcess<S extends ServerParts | null>(
+  config: Config,
+  log: Logger,
+  startServer: (db: Db, started: Started) => Promise<S>,
+): Promise<Process<S>> {
+  const started = new Started(log);
   try {
-    const db = await openDatabase(config, log, started);
-    await migrate(db);
+    const db = await started.push(
+      openDb({
+        databaseUrl: config.databaseUrl,
+        dataDir: config.dataDir,
+        onBackgroundError: (err) => log.warn({ err }, 'database connection problem'),
+      }),
+      (db) => db.close(),
+    );
+    const { applied } = await migrate(db);
+    if (applied.length > 0) log.info({ applied }, 'applied migrations');
+
+    const server = await startServer(db, started);
+
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
-    const gateway = await listening('gatewayPort', config.gatewayPort, () =>
-      startGatewayRuntime(config, db, log, registry),
+    const gateway = await started.push(
+      listening('gatewayPort', config.gatewayPort, () => startGatewayRuntime(config, db, log, registry)),
+      (gateway) => gateway.close(),
     );
-    started.add(() => gateway.close());
-    const admin = await listening('adminPort', config.adminPort, () =>
-      startAdmin({
-        host: config.host,
-        port: config.adminPort,
-        registry,
-        checks: {
-          ...databaseCheck(db),
-          gateway: async () =>
-            gateway.live.healthy && gateway.live.policy.version !== null
-              ? { ok: true, detail: `policy version ${gateway.live.policy.version}` }
-              : { ok: false, detail: 'no applied policy, or the state could not be refreshed' },
-        },
-      }),
+    const admin = await started.push(
+      listening('adminPort', config.adminPort, () =>
+        startAdmin(adminOptions(config, log, { db, registry, gateway, server })),
+      ),
+      (admin) => admin.close(),
     );
-    started.add(() => admin.close());
-    log.info({ gateway: gateway.url, admin: admin.url, backend: db.backend }, 'gateway is ready');
+    if (server !== null && !config.databaseUrl && config.dataDir !== 'memory') {
+      // How `reins audit`, `policy apply` … in another terminal reach this server while it holds
+      // the embedded database (src/cli/admin-client.ts).
+      started.add(
+        await writeLocalHandle(config.dataDir, {
+          url: localUrl(admin.url),
+          token: server.credentials.local,
+          pid: process.pid,
+        }),
+      );
+    }
+
+    const where = { admin: admin.url, gateway: gateway.url, backend: db.backend };
+    if (server === null) log.info(where, 'gateway is ready');
+    else log.info({ ...where, policyVersion: server.policies.version() }, 'reins is ready');
     return {
       db,
-      admin,
       gateway,
+      admin,
+      server,
       stop: async () => {
         await started.stopAll();
         log.info('stopped');
@@ -181,14 +195,72 @@ export async function startGatewayOnly(config: Config, log: Logger): Promise<Run
   }
 }
 
-async function openDatabase(config: Config, log: Logger, started: Started): Promise<Db> {
-  const db = await openDb({
-    databaseUrl: config.databaseUrl,
-    dataDir: config.dataDir,
-    onBackgroundError: (err) => log.warn({ err }, 'database connection problem'),
-  });
-  started.add(() => db.close());
-  return db;
+/** The policy follower (applies REINS_POLICIES) and the authorization server's listener. */
+async function startServerParts(
+  config: Config,
+  db: Db,
+  log: Logger,
+  started: Started,
+  watch: boolean,
+): Promise<ServerParts> {
+  const policies = await started.push(startPolicyFollower(db, config.policies, log, { watch }), (p) =>
+    p.close(),
+  );
+  const auth = await started.push(
+    listening('port', config.port, () => startAuthServer(config, db, log)),
+    (auth) => auth.close(),
+  );
+  return { policies, auth, credentials: adminCredentials(config.adminToken) };
+}
+
+/**
+ * The admin listener's checks and API. `serve` also reports its policy follower and offers the
+ * admin API; the gateway alone has neither, and is ready only once a policy has been applied
+ * (by the server or `reins policy apply`): before that it would refuse every request.
+ */
+function adminOptions(
+  config: Config,
+  log: Logger,
+  parts: { db: Db; registry: Registry; gateway: GatewayRuntime; server: ServerParts | null },
+): AdminOptions {
+  const { db, registry, gateway, server } = parts;
+  const database = async () => {
+    await db.query('select 1');
+    return { ok: true };
+  };
+  if (server === null) {
+    return {
+      host: config.host,
+      port: config.adminPort,
+      registry,
+      checks: {
+        database,
+        gateway: async () =>
+          gateway.live.healthy && gateway.live.policy.version !== null
+            ? { ok: true, detail: `policy version ${gateway.live.policy.version}` }
+            : { ok: false, detail: 'no applied policy, or the state could not be refreshed' },
+      },
+    };
+  }
+  return {
+    host: config.host,
+    port: config.adminPort,
+    registry,
+    checks: {
+      database,
+      policies: async () => ({ ok: true, detail: `version ${server.policies.version()}` }),
+      gateway: async () =>
+        gateway.live.healthy
+          ? { ok: true, detail: `policy version ${gateway.live.policy.version}` }
+          : { ok: false, detail: 'the gateway could not refresh its state from the database' },
+    },
+    api: {
+      db,
+      tokens: acceptedTokens(server.credentials),
+      intercept: config.gatewayIntercept,
+      onApply: (outcome) => log.info(outcome, 'policy apply through the admin API'),
+    },
+  };
 }
 
 const PORT_SETTINGS = {
@@ -216,22 +288,4 @@ async function listening<T>(
     }
     throw err;
   }
-}
-
-function databaseCheck(db: Db): AdminOptions['checks'] {
-  return {
-    database: async () => {
-      await db.query('select 1');
-      return { ok: true };
-    },
-  };
-}
-
-function gatewayCheck(gateway: GatewayRuntime): AdminOptions['checks'] {
-  return {
-    gateway: async () =>
-      gateway.live.healthy
-        ? { ok: true, detail: `policy version ${gateway.live.policy.version}` }
-        : { ok: false, detail: 'the gateway could not refresh its state from the database' },
-  };
 }

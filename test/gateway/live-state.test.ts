@@ -3,12 +3,12 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { matchRules, normaliseTarget } from '../../src/egress/index.ts';
 import { type GatewayChange, LiveState, type LiveStateOptions } from '../../src/gateway/live-state.ts';
-import { quarantineAgent, releaseAgent } from '../../src/gateway/quarantine.ts';
 import { insertIssued, revokeTree } from '../../src/server/provider/ledger.ts';
 import type { Db } from '../../src/store/db.ts';
 import { exampleSources } from '../policy/support.ts';
 import { applySources } from '../server/provider/support.ts';
 import { openMigratedDb, testBackends } from '../support/db.ts';
+import { quarantineAgent, releaseAgent } from '../support/quarantine.ts';
 
 /** The promise under test: a committed change is in force at the gateway within this. */
 const ONE_SECOND = 1_000;

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ProxyAgent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { quarantineAgent } from '../../src/gateway/quarantine.ts';
 import { revokeTree } from '../../src/server/provider/ledger.ts';
 import { testBackends } from '../support/db.ts';
+import { quarantineAgent } from '../support/quarantine.ts';
 import { auditRow, gatewayPolicy, type Harness, startHarness, within } from './support.ts';
 
 const run = promisify(execFile);

@@ -7,10 +7,11 @@ import type { AddressInfo } from 'node:net';
 import { type JWK, SignJWT } from 'jose';
 import pino from 'pino';
 import { parseOpening } from '../../src/egress/index.ts';
-import { AuditWriter } from '../../src/gateway/audit.ts';
+import { AuditWriter, observeAudit } from '../../src/gateway/audit.ts';
+import { ExchangeStream } from '../../src/gateway/events.ts';
 import type { InterceptMode, Interceptor } from '../../src/gateway/inspect.ts';
 import { LiveState } from '../../src/gateway/live-state.ts';
-import type { GatewayMetrics } from '../../src/gateway/metrics.ts';
+import { type GatewayMetrics, observeMetrics } from '../../src/gateway/metrics.ts';
 import { type Gateway, type GatewayLimits, startGateway } from '../../src/gateway/proxy.ts';
 import { tableResolver } from '../../src/gateway/resolve.ts';
 import { localKeys, TokenVerifier } from '../../src/gateway/token.ts';
@@ -127,6 +128,13 @@ export function gatewayPolicy(port: number, extraEgress: readonly string[] = [])
   };
 }
 
+/** An event stream whose every exchange the audit writer records (as src/runtime/gateway.ts wires it). */
+export function auditedStream(audit: AuditWriter): ExchangeStream {
+  const events = new ExchangeStream();
+  observeAudit(events, audit);
+  return events;
+}
+
 export interface Harness {
   readonly auth: AuthServer;
   readonly gateway: Gateway;
@@ -165,6 +173,9 @@ export async function startHarness(backend: TestBackend, options: HarnessOptions
   const { db } = auth;
   const live = await LiveState.open(db, { pollMs: 100 });
   const audit = new AuditWriter(db, pino({ level: 'silent' }));
+  const events = new ExchangeStream();
+  observeAudit(events, audit);
+  if (options.metrics !== undefined) observeMetrics(events, options.metrics);
   const verifier = new TokenVerifier({
     issuer: auth.url,
     audience: GATEWAY,
@@ -189,12 +200,11 @@ export async function startHarness(backend: TestBackend, options: HarnessOptions
       'owned.globex.test': ['127.0.0.1'],
       ...options.hosts,
     }),
-    audit,
+    events,
     intercept: options.intercept,
     interceptor: options.interceptor,
     upstreamCa: options.upstreamCa,
     limits: options.limits,
-    metrics: options.metrics,
   });
   const signing = (await loadKeys(db, undefined)).signing[0];
   if (signing === undefined) throw new Error('no signing key');

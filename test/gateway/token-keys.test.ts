@@ -4,15 +4,13 @@
 // push valid tokens out of the verified-token cache. A key rotated in by another process is still
 // accepted once the cooldown has passed. Reads are counted through a Db wrapper: every query the
 // gateway's key loader sends goes through it.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { decodeJwt, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import pino from 'pino';
 import { Client } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseOpening } from '../../src/egress/index.ts';
 import { AuditWriter } from '../../src/gateway/audit.ts';
-import { KEY_REFRESH_COOLDOWN_MS, KeySet, remoteKeys } from '../../src/gateway/keys.ts';
+import { KEY_REFRESH_COOLDOWN_MS, KeySet } from '../../src/gateway/keys.ts';
 import { LiveState } from '../../src/gateway/live-state.ts';
 import { type Gateway, startGateway } from '../../src/gateway/proxy.ts';
 import { tableResolver } from '../../src/gateway/resolve.ts';
@@ -28,7 +26,15 @@ import {
   startAuthServer,
 } from '../server/provider/support.ts';
 import { testBackends } from '../support/db.ts';
-import { gatewayPolicy, startUpstream, type Upstream, WORKER_ENV, WORKER_SECRET, within } from './support.ts';
+import {
+  auditedStream,
+  gatewayPolicy,
+  startUpstream,
+  type Upstream,
+  WORKER_ENV,
+  WORKER_SECRET,
+  within,
+} from './support.ts';
 
 /** The gateway's database as its key loader sees it: every query counted, and breakable. */
 class CountingDb implements Queryable {
@@ -127,7 +133,7 @@ describe.each(testBackends())('unknown key ids on $name', (backend) => {
       live,
       openings: [opening.opening],
       resolve: tableResolver({ 'api.test': ['127.0.0.1'] }),
-      audit,
+      events: auditedStream(audit),
     });
   });
   afterAll(async () => {
@@ -348,82 +354,5 @@ describe('the verified-token cache under a flood of bad tokens', () => {
     expect((await verifier.verify(good)).ok).toBe(true);
     expect(verifier.hits).toBe(hitsBefore + 1);
     expect(loads).toBe(1);
-  });
-});
-
-describe('keys of a remote server', () => {
-  let server: Server;
-  let jwksUri: string;
-  let served: JWK[];
-  let fetches: number;
-  let status: number;
-  const clock = new Clock();
-  let signer: PrivateKey;
-  let rotatedSigner: PrivateKey;
-  /** What "another process" does: publish the next key at the endpoint. */
-  let publishRotated: () => void;
-
-  beforeAll(async () => {
-    const first = await generateKeyPair('ES256');
-    const second = await generateKeyPair('ES256');
-    signer = first.privateKey;
-    rotatedSigner = second.privateKey;
-    served = [{ ...(await exportJWK(first.publicKey)), kid: 'r1', alg: 'ES256', use: 'sig' }];
-    const rotated: JWK = { ...(await exportJWK(second.publicKey)), kid: 'r2', alg: 'ES256', use: 'sig' };
-    server = createServer((_req, res) => {
-      fetches++;
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ keys: served }));
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    jwksUri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`;
-    fetches = 0;
-    status = 200;
-    publishRotated = () => {
-      served = [...served, rotated];
-    };
-  });
-  afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-
-  async function signed(kid: string, key: PrivateKey): Promise<string> {
-    return new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid }).sign(key);
-  }
-
-  it('fetches the JWKS once per cooldown at most, and picks up a published key after it', async () => {
-    const getKey = remoteKeys(jwksUri, { now: clock.now });
-    const header = (kid: string) => ({ alg: 'ES256', kid });
-    const input = async (kid: string, key: PrivateKey) => {
-      const [protectedPart, payload, signature] = (await signed(kid, key)).split('.');
-      return { protected: protectedPart, payload: payload as string, signature: signature as string };
-    };
-    await expect(getKey(header('r1'), await input('r1', signer))).resolves.toBeDefined();
-    expect(fetches).toBe(1);
-    const misses = await Promise.allSettled(
-      Array.from({ length: 40 }, (_, i) => getKey(header(`random-${i}`), { payload: '', signature: '' })),
-    );
-    expect(misses.every((m) => m.status === 'rejected')).toBe(true);
-    expect(fetches).toBe(1);
-    publishRotated();
-    await expect(getKey(header('r2'), await input('r2', rotatedSigner))).rejects.toMatchObject({
-      code: 'ERR_JWKS_NO_MATCHING_KEY',
-    });
-    expect(fetches).toBe(1);
-    clock.ms += KEY_REFRESH_COOLDOWN_MS;
-    await expect(getKey(header('r2'), await input('r2', rotatedSigner))).resolves.toBeDefined();
-    expect(fetches).toBe(2);
-    // An endpoint that fails is not asked again before the cooldown either.
-    status = 503;
-    clock.ms += KEY_REFRESH_COOLDOWN_MS;
-    for (let i = 0; i < 10; i++) {
-      await expect(getKey(header(`gone-${i}`), { payload: '', signature: '' })).rejects.toMatchObject({
-        code: 'ERR_JWKS_NO_MATCHING_KEY',
-      });
-    }
-    expect(fetches).toBe(3);
-    // The keys already fetched still answer.
-    await expect(getKey(header('r1'), await input('r1', signer))).resolves.toBeDefined();
   });
 });

@@ -10,7 +10,7 @@ import {
   type webcrypto,
   X509Certificate,
 } from 'node:crypto';
-import { decryptPrivateKey, encryptPrivateKey, type StoredPrivateKey } from '../../server/keys/encryption.ts';
+import { decryptPrivateKey, encryptPrivateKey, type StoredPrivateKey } from '../../secrets/encryption.ts';
 import type { Db, Queryable } from '../../store/db.ts';
 import { InterceptionCaError } from './errors.ts';
 import {

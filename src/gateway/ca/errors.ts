@@ -1,5 +1,5 @@
 // The interception CA's own failures. Reading a stored private key fails with the signing keys'
-// KeyEncryptionError (src/server/keys/encryption.ts) instead: same scheme, same fixes.
+// KeyEncryptionError (src/secrets/encryption.ts) instead: same scheme, same fixes.
 
 export type InterceptionCaErrorCode =
   /** No CA is stored yet: the gateway creates one at first start, `reins ca rotate` ahead of it. */

@@ -13,6 +13,7 @@ export {
   type SecretMethod,
   secretMethodMismatch,
 } from './declared-method.ts';
+export { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from './grant-types.ts';
 export {
   authOf,
   clientIdOf,

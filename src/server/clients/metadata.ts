@@ -12,7 +12,7 @@
 //   are sent to, so nothing can be obtained through the front channel.
 import type { AdapterPayload, ClientAuthMethod } from 'oidc-provider';
 import type { AgentModel, AppModel, ClientAuthModel, PolicyModel, TenantModel } from '../../policy/model.ts';
-import { TOKEN_EXCHANGE_GRANT } from '../exchange/grant.ts';
+import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from './grant-types.ts';
 
 export type RegisteredClient =
   | { readonly kind: 'agent'; readonly tenant: TenantModel; readonly agent: AgentModel }
@@ -45,7 +45,7 @@ export function clientMetadata(client: RegisteredClient, secret: string | undefi
   const metadata: AdapterPayload = {
     client_id: clientIdOf(client),
     token_endpoint_auth_method: auth.method as ClientAuthMethod,
-    grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT],
+    grant_types: [CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT],
     response_types: [],
     redirect_uris: [],
     // Apps may narrow a delegated token with authorization_details too.

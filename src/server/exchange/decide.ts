@@ -15,17 +15,12 @@
 //                       intersections only, so a delegated token can only narrow, never widen;
 //   6. narrowGrant      ∩ what was asked (scope, authorization_details); over-asking is refused;
 //   7. lifetime         min(subject's expiry, the agent's lifetime, the tenant's maximum).
-import { intersectRules, type Rule } from '../../egress/index.ts';
+import { intersectRules, parseEgressDetails, type Rule } from '../../egress/index.ts';
 import { DEFAULT_TOKEN_TTL } from '../../policy/index.ts';
 import type { AgentModel, TenantModel } from '../../policy/model.ts';
 import type { RegisteredClient } from '../clients/metadata.ts';
-import {
-  type Issuance,
-  type IssuanceRequest,
-  narrowGrant,
-  parseAll,
-  requestedRules,
-} from '../provider/issuance.ts';
+import { type Issuance, type IssuanceRequest, narrowGrant } from '../provider/issuance.ts';
+import { policyRules } from '../provider/policy-rules.ts';
 import { type ActClaim, actClaimOf } from './chain.ts';
 import type { UserRights } from './user-rights.ts';
 
@@ -189,10 +184,10 @@ type Available = { readonly ok: true; readonly rules: readonly Rule[] } | Refusa
 
 /** User rights (or the subject token's grant) ∩ the agent's effective grant ∩ the tenant ceiling. */
 function availableEgress(tenant: TenantModel, actor: AgentModel, subject: ExchangeSubject): Available {
-  let rules = parseAll(actor.effectiveEgress);
+  let rules = policyRules(actor.effectiveEgress);
   // effectiveEgress is already ∩ ceiling; intersecting again costs little and keeps the
   // ceiling a bound here even if a model were built without it.
-  if (tenant.ceiling !== null) rules = intersectRules(rules, parseAll(tenant.ceiling));
+  if (tenant.ceiling !== null) rules = intersectRules(rules, policyRules(tenant.ceiling));
   if (subject.kind === 'user') {
     if (subject.rights.matched.length === 0) {
       return refuse(
@@ -200,10 +195,10 @@ function availableEgress(tenant: TenantModel, actor: AgentModel, subject: Exchan
         `no user rule of tenant '${tenant.id}' matches this user, so they have no rights to delegate`,
       );
     }
-    rules = intersectRules(rules, parseAll(subject.rights.egress));
+    rules = intersectRules(rules, policyRules(subject.rights.egress));
   } else {
     const details = Array.isArray(subject.authorizationDetails) ? subject.authorizationDetails : null;
-    const granted = details === null ? null : requestedRules(details);
+    const granted = details === null ? null : parseEgressDetails(details);
     if (granted === null || !granted.ok) {
       return refuse('invalid_grant', 'the subject token carries no readable egress grant');
     }

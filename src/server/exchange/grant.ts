@@ -34,8 +34,6 @@ import {
 } from './subject-token.ts';
 import { userFacts, userRights } from './user-rights.ts';
 
-export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
-
 /** RFC 8693 §3 token type identifiers reins accepts. */
 export const TOKEN_TYPES = {
   accessToken: 'urn:ietf:params:oauth:token-type:access_token',

@@ -1,12 +1,6 @@
-// The signing keys' public API on one screen. docs/keys.md explains the life cycle.
-export {
-  decryptPrivateKey,
-  ENCRYPTION_SCHEMES,
-  type EncryptionScheme,
-  encryptPrivateKey,
-  KeyEncryptionError,
-  type KeyEncryptionErrorCode,
-} from './encryption.ts';
+// The signing keys' public API on one screen. docs/keys.md explains the life cycle; how a private
+// key is stored (encrypted under REINS_SECRET_KEY) is src/secrets/encryption.ts, shared with the
+// gateway's interception CA.
 export {
   chooseSigningKey,
   isPublished,

@@ -4,8 +4,8 @@
 // that several processes sharing one PostgreSQL agree on one active key.
 import { createPrivateKey } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, exportPKCS8, generateKeyPair, type JWK } from 'jose';
+import { decryptPrivateKey, encryptPrivateKey, type StoredPrivateKey } from '../../secrets/encryption.ts';
 import type { Db, Queryable } from '../../store/db.ts';
-import { decryptPrivateKey, encryptPrivateKey, type StoredPrivateKey } from './encryption.ts';
 import {
   chooseSigningKey,
   type KeyRecord,

@@ -12,7 +12,7 @@
 //      clients/metadata.ts);
 //   3. `resource`: defaulted to the gateway, anything else `invalid_target`;
 //   4. `authorization_details`: parsed and shape-checked by oidc-provider, each entry by
-//      checkEgressDetail;
+//      checkEgressDetail (egress/authorization-details.ts, the codec the gateway reads tokens with);
 //   5. issuanceFor: the one decision (issuance.ts) from the agent's registration and the
 //      request, memoised per request; an app is refused with `unauthorized_client`, over-asking
 //      with `invalid_scope` / `invalid_authorization_details`. The first hook oidc-provider calls triggers it;
@@ -31,10 +31,12 @@ import Provider, {
   errors,
   type KoaContextWithOIDC,
 } from 'oidc-provider';
+import { checkEgressDetail } from '../../egress/index.ts';
 import type { Db } from '../../store/db.ts';
 import { createAdapterFactory, installAtomicReplayDetection } from '../adapter/index.ts';
 import { checkAssertionLifetime } from '../clients/assertion-lifetime.ts';
 import { bindDeclaredSecretMethod, clientAuthRefused } from '../clients/declared-method.ts';
+import { TOKEN_EXCHANGE_GRANT } from '../clients/grant-types.ts';
 import type { ClientRegistry } from '../clients/registry.ts';
 import { verifyHashedSecrets } from '../clients/secret-hash.ts';
 import {
@@ -44,14 +46,9 @@ import {
   REVOCATION_PATH,
 } from '../endpoints/index.ts';
 import type { ActClaim } from '../exchange/chain.ts';
-import {
-  type ExchangeGrant,
-  TOKEN_EXCHANGE_GRANT,
-  TOKEN_EXCHANGE_PARAMETERS,
-  tokenExchangeHandler,
-} from '../exchange/grant.ts';
+import { type ExchangeGrant, TOKEN_EXCHANGE_PARAMETERS, tokenExchangeHandler } from '../exchange/grant.ts';
 import { IssuerKeys } from '../exchange/subject-token.ts';
-import { checkEgressDetail, decideIssuance, type Issuance } from './issuance.ts';
+import { decideIssuance, type Issuance } from './issuance.ts';
 import { type IssuedToken, recordIssued } from './ledger.ts';
 import { LedgerBatcher } from './ledger-batch.ts';
 import { ownTokenVerifier } from './own-token.ts';

@@ -5,14 +5,5 @@
 //   app.use(mount(provider));  // or http.createServer(provider.callback())
 //   // on shutdown: await clients.close()
 export { createProvider, JWKS_PATH, type ProviderOptions, TOKEN_PATH } from './create.ts';
-export {
-  checkEgressDetail,
-  type DetailCheck,
-  decideIssuance,
-  type EgressDetail,
-  egressDetails,
-  type Issuance,
-  type IssuanceRefusal,
-  type IssuanceRequest,
-} from './issuance.ts';
+export { decideIssuance, type Issuance, type IssuanceRefusal, type IssuanceRequest } from './issuance.ts';
 export { type IssuedToken, recordIssued } from './ledger.ts';

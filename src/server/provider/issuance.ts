@@ -5,25 +5,23 @@
 // Narrowing is an intersection, but over-asking is refused, not cut: an agent that asks for a
 // destination it is not registered for has a wrong idea of its own rights, and a silently
 // smaller token would surface as a confusing denial at the gateway later.
+//
+// The rules come parsed once per policy version (policy-rules.ts), and a request that narrows
+// nothing (the common case) gets the decision made once per agent and policy version: it depends
+// on the tenant and agent models only, which an apply replaces rather than changes.
 import {
+  type EgressDetail,
+  formatEgressDetails,
   formatRule,
   intersectRules,
-  parseRule,
+  parseEgressDetails,
   type Rule,
   rulesCover,
   simplifyRules,
 } from '../../egress/index.ts';
 import { DEFAULT_TOKEN_TTL } from '../../policy/index.ts';
 import type { AgentModel, TenantModel } from '../../policy/model.ts';
-
-/** RFC 9396 entry of type `egress` (SPEC.md, "Tokens"). */
-export interface EgressDetail {
-  readonly type: 'egress';
-  /** Rules without methods, canonical text. */
-  readonly locations: readonly string[];
-  /** Methods; absent when any method is allowed. */
-  readonly actions?: readonly string[];
-}
+import { policyRules } from './policy-rules.ts';
 
 export interface IssuanceRequest {
   /** The raw `scope` parameter, if sent. */
@@ -51,13 +49,42 @@ export type Issuance =
 
 const SCOPE_PREFIX = 'egress:';
 
+/** Decisions for requests that narrow nothing, per tenant model and agent model. */
+const unnarrowed = new WeakMap<TenantModel, WeakMap<AgentModel, Issuance>>();
+
 export function decideIssuance(tenant: TenantModel, agent: AgentModel, request: IssuanceRequest): Issuance {
-  const narrowed = narrowGrant(tenant, agent.integrations, parseAll(agent.effectiveEgress), request, {
+  if (narrowsNothing(request)) {
+    let byAgent = unnarrowed.get(tenant);
+    if (byAgent === undefined) {
+      byAgent = new WeakMap();
+      unnarrowed.set(tenant, byAgent);
+    }
+    let decision = byAgent.get(agent);
+    if (decision === undefined) {
+      // Shared by every request of this agent until the next apply: frozen, so that no caller
+      // can change what the next token grants.
+      decision = deepFreeze(decide(tenant, agent, {}));
+      byAgent.set(agent, decision);
+    }
+    return decision;
+  }
+  return decide(tenant, agent, request);
+}
+
+function decide(tenant: TenantModel, agent: AgentModel, request: IssuanceRequest): Issuance {
+  const narrowed = narrowGrant(tenant, agent.integrations, policyRules(agent.effectiveEgress), request, {
     within: "the agent's registered egress",
     cutBy: "the tenant's egress ceiling",
   });
   if (!narrowed.ok) return narrowed;
   return { ...narrowed, ttl: Math.min(agent.tokenTtl || DEFAULT_TOKEN_TTL, tenant.maxTokenTtl) };
+}
+
+function narrowsNothing(request: IssuanceRequest): boolean {
+  return (
+    (request.scope === undefined || request.scope.trim() === '') &&
+    (request.authorizationDetails === undefined || request.authorizationDetails.length === 0)
+  );
 }
 
 /** What narrowGrant says a refused request reached beyond, e.g. "the agent's registered egress". */
@@ -92,8 +119,8 @@ export function narrowGrant(
   }
 
   if (request.authorizationDetails !== undefined && request.authorizationDetails.length > 0) {
-    const requested = requestedRules(request.authorizationDetails);
-    if (!requested.ok) return requested;
+    const requested = parseEgressDetails(request.authorizationDetails);
+    if (!requested.ok) return refuse('invalid_authorization_details', requested.message);
     for (const rule of requested.rules) {
       if (!rulesCover(available, rule)) {
         return refuse('invalid_authorization_details', `${formatRule(rule)} is not within ${wording.within}`);
@@ -113,27 +140,9 @@ export function narrowGrant(
   return {
     ok: true,
     egress: issued.map(formatRule),
-    authorizationDetails: egressDetails(issued),
+    authorizationDetails: formatEgressDetails(issued),
     scope: scopeOf(tenant, integrations, issued, scopeNames),
   };
-}
-
-/** One entry per distinct method set; `actions` omitted for "any method". Deterministic order. */
-export function egressDetails(rules: readonly Rule[]): EgressDetail[] {
-  const groups = new Map<string, { methods: readonly string[] | null; locations: string[] }>();
-  for (const rule of simplifyRules(rules)) {
-    const key = rule.methods === null ? '' : rule.methods.join(',');
-    const group = groups.get(key) ?? { methods: rule.methods, locations: [] };
-    group.locations.push(formatRule({ ...rule, methods: null }));
-    groups.set(key, group);
-  }
-  return [...groups.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([, { methods, locations }]) =>
-      methods === null
-        ? { type: 'egress', locations: locations.sort() }
-        : { type: 'egress', locations: locations.sort(), actions: methods },
-    );
 }
 
 type Narrowed = { ok: true; names: ReadonlySet<string>; rules: Rule[] } | Extract<Issuance, { ok: false }>;
@@ -156,7 +165,7 @@ function narrowByScope(
     if (!integration || !integrations.includes(name)) {
       return refuse('invalid_scope', `${value} is not part of ${wording.within}`);
     }
-    const within = intersectRules(available, parseAll(integration.rules));
+    const within = intersectRules(available, policyRules(integration.rules));
     if (within.length === 0) {
       return refuse('invalid_scope', `${value} lies entirely outside ${wording.cutBy}`);
     }
@@ -164,66 +173,6 @@ function narrowByScope(
     rules.push(...within);
   }
   return { ok: true, names, rules: simplifyRules(rules) };
-}
-
-export type Requested = { ok: true; rules: Rule[] } | Extract<Issuance, { ok: false }>;
-
-export function requestedRules(details: readonly unknown[]): Requested {
-  const rules: Rule[] = [];
-  for (const [index, detail] of details.entries()) {
-    const checked = checkEgressDetail(detail);
-    if (!checked.ok) return refuse('invalid_authorization_details', `entry ${index}: ${checked.message}`);
-    const methods = checked.actions === undefined ? '' : `${checked.actions.join(',')} `;
-    for (const location of checked.locations) {
-      const parsed = parseRule(`${methods}${location}`);
-      if (!parsed.ok) {
-        return refuse(
-          'invalid_authorization_details',
-          `entry ${index}: ${location}: ${parsed.error.message}`,
-        );
-      }
-      rules.push(parsed.rule);
-    }
-  }
-  return { ok: true, rules };
-}
-
-export type DetailCheck =
-  | { ok: true; locations: readonly string[]; actions: readonly string[] | undefined }
-  | { ok: false; message: string };
-
-const DETAIL_MEMBERS = new Set(['type', 'locations', 'actions']);
-
-/** The shape of one requested `egress` entry; also oidc-provider's type validator. */
-export function checkEgressDetail(detail: unknown): DetailCheck {
-  if (typeof detail !== 'object' || detail === null || Array.isArray(detail)) {
-    return { ok: false, message: 'must be an object' };
-  }
-  const entry = detail as Record<string, unknown>;
-  if (entry.type !== 'egress') return { ok: false, message: 'type must be "egress"' };
-  for (const member of Object.keys(entry)) {
-    if (!DETAIL_MEMBERS.has(member)) return { ok: false, message: `unknown member ${member}` };
-  }
-  const { locations, actions } = entry;
-  if (!isStringList(locations) || locations.length === 0) {
-    return { ok: false, message: 'locations must be a non-empty list of rules without methods' };
-  }
-  for (const location of locations) {
-    if (/\s/.test(location))
-      return { ok: false, message: `${location}: put methods in actions, not in locations` };
-  }
-  if (actions !== undefined && (!isStringList(actions) || actions.length === 0)) {
-    return { ok: false, message: 'actions must be a non-empty list of methods, or absent for any method' };
-  }
-  return {
-    ok: true,
-    locations,
-    actions: actions === undefined ? undefined : actions.map((a) => a.toUpperCase()),
-  };
-}
-
-function isStringList(value: unknown): value is string[] {
-  return Array.isArray(value) && value.every((v) => typeof v === 'string' && v !== '');
 }
 
 /** The agent's integrations (∩ those asked for by scope) that the issued grant still reaches. */
@@ -236,20 +185,17 @@ function scopeOf(
   const names = integrations.filter((name) => {
     if (asked !== null && !asked.has(name)) return false;
     const integration = tenant.integrations.find((i) => i.name === name);
-    return integration !== undefined && intersectRules(issued, parseAll(integration.rules)).length > 0;
+    return integration !== undefined && intersectRules(issued, policyRules(integration.rules)).length > 0;
   });
   return names.map((name) => `${SCOPE_PREFIX}${name}`).join(' ');
 }
 
-// The policy model holds canonical rule text written by formatRule, so parsing cannot fail; a
-// rule that does not parse is dropped rather than widening anything.
-export function parseAll(texts: readonly string[]): Rule[] {
-  const rules: Rule[] = [];
-  for (const text of texts) {
-    const parsed = parseRule(text);
-    if (parsed.ok) rules.push(parsed.rule);
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const member of Object.values(value)) deepFreeze(member);
+    Object.freeze(value);
   }
-  return rules;
+  return value;
 }
 
 function refuse(error: IssuanceRefusal, detail: string): Extract<Issuance, { ok: false }> {

@@ -12,7 +12,7 @@ import {
   rotateInterceptionCa,
 } from '../../../src/gateway/ca/authority.ts';
 import * as x509 from '../../../src/gateway/ca/x509.ts';
-import { decryptPrivateKey } from '../../../src/server/keys/encryption.ts';
+import { decryptPrivateKey } from '../../../src/secrets/encryption.ts';
 import type { Db } from '../../../src/store/db.ts';
 import { migrate } from '../../../src/store/migrate.ts';
 import { openPg } from '../../../src/store/pg.ts';

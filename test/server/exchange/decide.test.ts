@@ -3,7 +3,13 @@
 // user's rights nor the agent's grant, and extending a chain never widens it.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { formatRule, matchRules, parseRule, type Rule } from '../../../src/egress/index.ts';
+import {
+  formatEgressDetails,
+  formatRule,
+  matchRules,
+  parseRule,
+  type Rule,
+} from '../../../src/egress/index.ts';
 import type { AgentModel, AppModel, TenantModel, UserRightModel } from '../../../src/policy/model.ts';
 import type { RegisteredClient } from '../../../src/server/clients/metadata.ts';
 import {
@@ -12,7 +18,7 @@ import {
   type ExchangeInput,
   type ExchangeSubject,
 } from '../../../src/server/exchange/decide.ts';
-import { egressDetails } from '../../../src/server/provider/issuance.ts';
+
 import { ruleSet, targetNear } from '../../egress/arbitraries.ts';
 
 const NOW = 1_800_000_000;
@@ -99,7 +105,7 @@ function delegatedBy(
     sub: 'bob@acme.test',
     exp: NOW + 100,
     actors,
-    authorizationDetails: egressDetails(egress.map(rule)),
+    authorizationDetails: formatEgressDetails(egress.map(rule)),
     ...extra,
   } as ExchangeSubject;
 }

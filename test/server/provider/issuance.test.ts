@@ -2,7 +2,6 @@
 import { describe, expect, it } from 'vitest';
 import type { AgentModel, TenantModel } from '../../../src/policy/model.ts';
 import {
-  checkEgressDetail,
   decideIssuance,
   type IssuanceRefusal,
   type IssuanceRequest,
@@ -67,7 +66,7 @@ describe('decideIssuance grants', () => {
       request: details({
         type: 'egress',
         locations: ['https://api.stripe.com/v1/refunds'],
-        actions: ['post'],
+        actions: ['POST'],
       }),
       egress: ['POST https://api.stripe.com/v1/refunds'],
       scope: 'egress:payments',
@@ -104,7 +103,7 @@ describe('decideIssuance grants', () => {
 });
 
 describe('decideIssuance refuses', () => {
-  const cases: { name: string; request: IssuanceRequest; error: IssuanceRefusal }[] = [
+  const cases: { name: string; request: IssuanceRequest; error: IssuanceRefusal; detail?: string }[] = [
     {
       name: 'a scope that is not egress:<integration>',
       request: { scope: 'openid' },
@@ -140,6 +139,18 @@ describe('decideIssuance refuses', () => {
       error: 'invalid_authorization_details',
     },
     {
+      // RFC 9110 §9.1, docs/decisions.md: never upper-cased, or the token would grant a method
+      // nobody asked for in those words.
+      name: 'a method in lower case, which is not the method in upper case',
+      request: details({
+        type: 'egress',
+        locations: ['https://api.stripe.com/v1/refunds'],
+        actions: ['post'],
+      }),
+      error: 'invalid_authorization_details',
+      detail: 'entry 0: actions: methods are case-sensitive and written in upper case: write POST',
+    },
+    {
       name: 'a location that is not a rule',
       request: details({ type: 'egress', locations: ['ftp://api.stripe.com/'] }),
       error: 'invalid_authorization_details',
@@ -157,6 +168,7 @@ describe('decideIssuance refuses', () => {
     it(c.name, () => {
       const result = decideIssuance(tenant, agent, c.request);
       expect(result).toMatchObject({ ok: false, error: c.error });
+      if (c.detail !== undefined) expect(result).toMatchObject({ detail: c.detail });
     });
   }
 });
@@ -180,18 +192,45 @@ describe('authorization_details of an issued token', () => {
   });
 });
 
-describe('checkEgressDetail', () => {
-  const bad: [string, unknown][] = [
-    ['an entry of another type', { type: 'payment', locations: ['https://a.example/'] }],
-    ['no locations', { type: 'egress' }],
-    ['empty locations', { type: 'egress', locations: [] }],
-    ['methods written inside a location', { type: 'egress', locations: ['GET https://a.example/'] }],
-    ['empty actions', { type: 'egress', locations: ['https://a.example/'], actions: [] }],
-    ['an unknown member', { type: 'egress', locations: ['https://a.example/'], datatypes: ['x'] }],
-  ];
-  for (const [name, detail] of bad) {
-    it(`rejects ${name}`, () => {
-      expect(checkEgressDetail(detail).ok).toBe(false);
+describe('decideIssuance once per agent and policy version', () => {
+  it('gives every request that narrows nothing the one decision made for the agent', () => {
+    const first = decideIssuance(tenant, agent, {});
+    expect(decideIssuance(tenant, agent, {})).toBe(first);
+    expect(decideIssuance(tenant, agent, { scope: ' ', authorizationDetails: [] })).toBe(first);
+  });
+
+  it('decides afresh for the models of another policy version', () => {
+    const first = decideIssuance(tenant, agent, {});
+    const applied = { ...agent, effectiveEgress: ['GET https://api.stripe.com/v1'] };
+    const next = decideIssuance({ ...tenant }, applied, {});
+    expect(next).not.toBe(first);
+    expect(next).toMatchObject({
+      ok: true,
+      egress: ['GET https://api.stripe.com/v1'],
+      scope: 'egress:payments',
     });
-  }
+  });
+
+  it('shares a decision no caller can change', () => {
+    const shared = decideIssuance(tenant, agent, {});
+    if (!shared.ok) throw new Error('expected a grant');
+    expect(() => (shared.egress as string[]).push('https://evil.example/')).toThrow(TypeError);
+    const [detail] = shared.authorizationDetails;
+    if (detail === undefined) throw new Error('expected authorization_details');
+    expect(() => (detail.locations as string[]).push('https://evil.example/')).toThrow(TypeError);
+    expect(decideIssuance(tenant, agent, {})).toMatchObject({ egress: shared.egress });
+    expect(shared.egress).not.toContain('https://evil.example/');
+  });
+
+  it('decides a narrowing request the same way each time, whatever was decided before', () => {
+    const request = details({
+      type: 'egress',
+      locations: ['https://api.stripe.com/v1/refunds'],
+      actions: ['POST'],
+    });
+    const first = decideIssuance(tenant, agent, request);
+    decideIssuance(tenant, agent, {});
+    expect(decideIssuance(tenant, agent, request)).toEqual(first);
+    expect(first).toMatchObject({ ok: true, egress: ['POST https://api.stripe.com/v1/refunds'] });
+  });
 });

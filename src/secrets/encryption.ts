@@ -1,4 +1,6 @@
-// Private keys at rest. With REINS_SECRET_KEY set, a private key is stored as AES-256-GCM
+// Private keys at rest, for both sides: the server's signing keys (server/keys/store.ts) and the
+// gateway's interception CA (gateway/ca/authority.ts). A leaf: node:crypto only, so neither side
+// reaches into the other for it. With REINS_SECRET_KEY set, a private key is stored as AES-256-GCM
 // ciphertext under a key derived from that secret with scrypt (a stored random salt per key, so
 // the secret may be a passphrase and equal keys never give equal ciphertexts). Without it, as
 // plain PKCS#8 PEM (scheme 'none'), and the caller warns the operator.

@@ -7,7 +7,7 @@ import {
   encryptPrivateKey,
   KeyEncryptionError,
   type KeyEncryptionErrorCode,
-} from '../../../src/server/keys/encryption.ts';
+} from '../../src/secrets/encryption.ts';
 
 const PEM = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   .privateKey.export({ format: 'pem', type: 'pkcs8' })
