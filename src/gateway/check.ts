@@ -54,6 +54,21 @@ export async function authenticate(
   return { ok: true, facts: checked.facts };
 }
 
+/**
+ * Whether a token authenticated before an await (a DNS lookup) is still good now: revoked or
+ * expired meanwhile, it must not go out (threat: a lookup held open by the agent's own DNS server
+ * to outlast a revocation).
+ */
+export function tokenLapsed(
+  ctx: CheckContext,
+  facts: TokenFacts,
+  nowSeconds: number,
+): 'revoked' | 'expired' | null {
+  if (ctx.live.isRevoked(facts.jti)) return 'revoked';
+  if (facts.exp <= nowSeconds) return 'expired';
+  return null;
+}
+
 export type Verdict =
   | { readonly verdict: 'allow'; readonly rule: string; readonly address: string; readonly tunnel: boolean }
   | { readonly verdict: 'deny'; readonly reason: DenyReason; readonly detail: string };
@@ -100,7 +115,10 @@ export async function judge(
     } catch {
       addresses = [];
     }
-    decision = decide({ ...input, addresses });
+    // Decided again on live state as it is now, not as it was before the lookup: a policy apply
+    // or a quarantine that landed while the name resolved (a lookup the agent's own DNS can hold
+    // for seconds) must already bite.
+    decision = decide({ ...decisionInput(ctx, facts, target, connect), addresses });
   }
   if (decision.verdict === 'resolve') {
     return { verdict: 'deny', reason: 'unresolvable', detail: 'the name could not be resolved' };

@@ -6,7 +6,7 @@
 // No logging, counting or auditing here: the transport finishes the exchange and the event stream
 // (events.ts) tells whoever watches.
 import { normaliseTargetHost, type Target } from '../egress/index.ts';
-import { type AuthProblem, authenticate, type CheckContext, judge } from './check.ts';
+import { type AuthProblem, authenticate, type CheckContext, judge, tokenLapsed } from './check.ts';
 import type { Reason } from './reasons.ts';
 import { readAbsoluteTarget, readConnectTarget, type TargetRead } from './request-target.ts';
 import type { TokenFacts } from './token.ts';
@@ -131,6 +131,16 @@ async function evaluateOutside(ctx: EvaluationContext, request: ProxyRequest): P
       verdict = await judge(ctx, facts, plain.target, true);
     }
   }
+  const lapsed = tokenLapsed(ctx, facts, Math.floor(ctx.now().getTime() / 1000));
+  if (lapsed !== null) {
+    return refuse(
+      'invalid_token',
+      `the token has ${lapsed === 'revoked' ? 'been revoked' : 'expired'}`,
+      null,
+      read,
+      lapsed,
+    );
+  }
   if (!connect) {
     if (verdict.verdict === 'deny') return refuse(verdict.reason, verdict.detail, facts, read);
     return { kind: 'forward', facts, read, rule: verdict.rule, address: verdict.address, windDown: false };
@@ -164,9 +174,8 @@ async function evaluateInside(
 ): Promise<Outcome> {
   const { tunnel, scheme } = inside;
   const { facts } = tunnel;
-  const nowSeconds = Math.floor(ctx.now().getTime() / 1000);
-  if (ctx.live.isRevoked(facts.jti)) return { kind: 'cut', facts, problem: 'revoked' };
-  if (facts.exp <= nowSeconds) return { kind: 'cut', facts, problem: 'expired' };
+  const before = tokenLapsed(ctx, facts, Math.floor(ctx.now().getTime() / 1000));
+  if (before !== null) return { kind: 'cut', facts, problem: before };
   if (request.hosts.length === 0 && request.http11) {
     return refuse('missing_host', 'an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)', facts, null);
   }
@@ -197,6 +206,10 @@ async function evaluateInside(
   );
   if (!read.ok) return refuse(read.reason, read.detail, facts, null);
   const verdict = await judge(ctx, facts, read.target, false);
+  // As outside: the lookup may have outlasted the token.
+  const nowSeconds = Math.floor(ctx.now().getTime() / 1000);
+  const lapsed = tokenLapsed(ctx, facts, nowSeconds);
+  if (lapsed !== null) return { kind: 'cut', facts, problem: lapsed };
   if (verdict.verdict === 'deny') return refuse(verdict.reason, verdict.detail, facts, read);
   return {
     kind: 'forward',

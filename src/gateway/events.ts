@@ -89,7 +89,8 @@ const channel = diagnostics.channel(EXCHANGE_CHANNEL);
 export class ExchangeStream {
   #listeners: ExchangeListener[] = [];
   #tunnelListeners: TunnelListener[] = [];
-  #pressure: Promise<void> | undefined;
+  /** Every listener's promise not yet settled: room() waits until none is left. */
+  readonly #pressure = new Set<Promise<void>>();
 
   /** Hears every exchange from now on; returns the unsubscribe. */
   subscribe(listener: ExchangeListener): () => void {
@@ -107,19 +108,24 @@ export class ExchangeStream {
   }
 
   publish(event: ExchangeEvent): void {
-    // A listener that throws is a bug in it; it must not take the request (or other listeners) down.
+    // Frozen: every listener sees the event as published, whatever another one does with it.
+    Object.freeze(event);
+    // A listener that throws or rejects is a bug in it; it must not take the request (or other
+    // listeners) down, nor leave an unhandled rejection that would end the process.
     for (const listener of this.#listeners) {
-      let full: Promise<void> | undefined | void;
+      let full: unknown;
       try {
         full = listener(event);
       } catch {
         continue;
       }
-      if (full !== undefined && this.#pressure === undefined) {
-        this.#pressure = full.finally(() => {
-          this.#pressure = undefined;
-        });
-      }
+      if (!(full instanceof Promise)) continue;
+      const settled: Promise<void> = full.then(
+        () => undefined,
+        () => undefined,
+      );
+      this.#pressure.add(settled);
+      void settled.then(() => this.#pressure.delete(settled));
     }
     if (channel.hasSubscribers) channel.publish(event);
   }
@@ -136,9 +142,9 @@ export class ExchangeStream {
 
   /** Undefined while every subscriber keeps up; else settles once they have room again. */
   room(): Promise<void> | undefined {
-    if (this.#pressure === undefined) return undefined;
+    if (this.#pressure.size === 0) return undefined;
     return (async () => {
-      while (this.#pressure !== undefined) await this.#pressure;
+      while (this.#pressure.size > 0) await Promise.all(this.#pressure);
     })();
   }
 }

@@ -26,6 +26,32 @@ export async function onRequest(
   inside?: { readonly tunnel: Tunnel; readonly scheme: 'http' | 'https' },
 ): Promise<void> {
   const exchange = core.begin('request', inside !== undefined);
+  try {
+    await handle(core, req, res, exchange, inside);
+  } catch {
+    // A malfunction past evaluate() (a head Node would not write, a bug): answered 502 while
+    // nothing was, and recorded either way — a request the gateway took is never left unrecorded.
+    if (exchange.finished) return;
+    exchange.abort = undefined;
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      exchange.finish('internal', null);
+      return;
+    }
+    const answer = refusalAnswer('internal', { requestId: exchange.requestId });
+    clearHeaders(res);
+    sendRefusal(res, answer);
+    exchange.finish('internal', answer.refusal.status);
+  }
+}
+
+async function handle(
+  core: Core,
+  req: IncomingMessage,
+  res: ServerResponse,
+  exchange: Exchange,
+  inside: { readonly tunnel: Tunnel; readonly scheme: 'http' | 'https' } | undefined,
+): Promise<void> {
   res.setHeader(REQUEST_ID_HEADER, exchange.requestId);
   // Not answered yet, so a cut (a stop) is answered 503 and nothing is forwarded: while being
   // decided (a DNS lookup can outlast the grace period), or when the request came on a
@@ -40,6 +66,15 @@ export async function onRequest(
     exchange.cut('shutdown');
     return;
   }
+  // The client may leave while the request waits for room or is decided (a held DNS lookup, a
+  // key fetch). Its response then never closes again: what is taken for it after that (an
+  // upstream slot, a dial) would never be given back (threat: a client resetting requests it
+  // made slow to decide, until every slot of an origin is held by nobody).
+  let left = false;
+  const leave = () => {
+    left = true;
+  };
+  res.once('close', leave);
   // Back-pressure from the observers (the audit queue full): wait for room before deciding. The
   // exchange is already in flight, so a stop meanwhile answers it rather than losing it.
   const room = core.events.room();
@@ -53,6 +88,7 @@ export async function onRequest(
     proxyAuthorization: inside === undefined ? headerValues(req, 'proxy-authorization') : [],
     inside,
   });
+  res.off('close', leave);
   exchange.abort = undefined;
   if (exchange.finished) return; // cut by the stop meanwhile: answered, never forwarded
   exchange.decided();
@@ -63,9 +99,18 @@ export async function onRequest(
     exchange.finish('invalid_token', null, outcome.problem);
     return;
   }
-  if (outcome.kind !== 'forward') {
-    if (outcome.kind !== 'refuse') throw new Error(`a request cannot be evaluated to ${outcome.kind}`);
-    exchange.target = outcome.read?.target ?? null;
+  if (outcome.kind !== 'forward' && outcome.kind !== 'refuse') {
+    throw new Error(`a request cannot be evaluated to ${outcome.kind}`);
+  }
+  exchange.target = outcome.read?.target ?? null;
+  if (left || req.socket.destroyed) {
+    // Gone before the answer: nothing is sent or dialled. A refusal keeps its reason (threat: a
+    // client closing each denied request early to keep its denials out of monitoring's view).
+    if (outcome.kind === 'refuse') exchange.finish(outcome.reason, null, outcome.problem ?? outcome.detail);
+    else exchange.finish('client_closed', null);
+    return;
+  }
+  if (outcome.kind === 'refuse') {
     req.resume();
     refuse(res, exchange, outcome);
     return;
@@ -80,6 +125,13 @@ export async function onRequest(
   }
   if (outcome.windDown) res.shouldKeepAlive = false;
   await forward(core, req, res, exchange, outcome);
+}
+
+/** Takes back every header set for an answer that was not sent (upstream headers copied in part). */
+function clearHeaders(res: ServerResponse): void {
+  for (const name of res.getHeaderNames()) {
+    if (name !== REQUEST_ID_HEADER) res.removeHeader(name);
+  }
 }
 
 function refuse(
@@ -185,6 +237,13 @@ function send(
   const { read, address } = outcome;
   const { target } = read;
   const tls = target.scheme === 'https';
+  if (res.destroyed || req.socket.destroyed) {
+    // Gone while the slot was granted: its close will not come again, so nothing would give the
+    // slot back once dialled.
+    lease.release();
+    exchange.finish('client_closed', null);
+    return;
+  }
   exchange.dialling();
   let upstream: http.ClientRequest;
   try {
@@ -273,6 +332,9 @@ function send(
     try {
       res.writeHead(code, responseHeaders(upstreamRes));
     } catch {
+      // writeHead copies header by header: what it took before the bad one must not ride on
+      // the 502 (an upstream's Set-Cookie on the gateway's own answer).
+      clearHeaders(res);
       upstream.destroy();
       fail('upstream_invalid');
       return;

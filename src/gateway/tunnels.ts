@@ -18,6 +18,23 @@ export async function onConnect(
   head: Buffer,
 ): Promise<void> {
   const exchange = core.begin('connect');
+  try {
+    await handle(core, req, socket, head, exchange);
+  } catch {
+    // A malfunction past evaluate(): answered 502 while nothing was, and recorded either way.
+    if (exchange.finished) return;
+    exchange.abort = undefined;
+    refuse(socket, exchange, 'internal', null);
+  }
+}
+
+async function handle(
+  core: Core,
+  req: IncomingMessage,
+  socket: Socket,
+  head: Buffer,
+  exchange: Exchange,
+): Promise<void> {
   // As for requests (requests.ts): a CONNECT cut by a stop before it is decided is answered 503
   // and closed, no tunnel opened. Without this its socket (no longer the HTTP server's to close)
   // held close() open until the idle timeout.
@@ -43,25 +60,37 @@ export async function onConnect(
   }
   exchange.decided();
   exchange.facts = outcome.facts;
+  if (outcome.kind !== 'refuse' && outcome.kind !== 'inspect' && outcome.kind !== 'tunnel') {
+    throw new Error(`a CONNECT cannot be evaluated to ${outcome.kind}`);
+  }
+  exchange.target = outcome.read?.target ?? null;
+  if (socket.destroyed) {
+    // The client left while the CONNECT was decided: its close has been and gone, so a tunnel
+    // opened now would hold its slot (and for a plain one, an upstream connection) for nobody
+    // (threat: a client resetting CONNECTs it made slow to decide, until its tunnel cap and the
+    // gateway's connections are held by nothing). A refusal keeps its reason.
+    if (outcome.kind === 'refuse') {
+      exchange.finish(outcome.reason, null, outcome.problem ?? outcome.detail);
+      return;
+    }
+    outcome.release();
+    exchange.finish('client_closed', null);
+    return;
+  }
   switch (outcome.kind) {
     case 'refuse':
-      exchange.target = outcome.read?.target ?? null;
       refuse(socket, exchange, outcome.reason, outcome.detail, outcome.problem, outcome.read?.authority);
       return;
     case 'inspect':
-      exchange.target = outcome.read.target;
       exchange.inspected = true;
       exchange.tunnel = 'inspected';
       await openInspected(core, socket, head, exchange, outcome);
       return;
     case 'tunnel':
-      exchange.target = outcome.read.target;
       exchange.rule = outcome.rule;
       exchange.address = outcome.address;
       plainTunnel(core, socket, head, exchange, outcome);
       return;
-    default:
-      throw new Error(`a CONNECT cannot be evaluated to ${outcome.kind}`);
   }
 }
 

@@ -8,6 +8,7 @@ import { type JWK, SignJWT } from 'jose';
 import pino from 'pino';
 import { parseOpening } from '../../src/egress/index.ts';
 import { AuditWriter, observeAudit } from '../../src/gateway/audit.ts';
+import type { Resolver } from '../../src/gateway/check.ts';
 import { ExchangeStream } from '../../src/gateway/events.ts';
 import type { InterceptMode, Interceptor } from '../../src/gateway/inspect.ts';
 import { LiveState } from '../../src/gateway/live-state.ts';
@@ -155,6 +156,8 @@ export interface HarnessOptions {
   readonly extraEgress?: (port: number) => readonly string[];
   /** More names for the resolver. */
   readonly hosts?: Readonly<Record<string, readonly string[]>>;
+  /** Wraps the resolver (to hold a lookup open); gets the fixed one to answer with. */
+  readonly resolveWith?: (name: string, table: Resolver) => Promise<readonly string[]>;
   /** More operator openings (e.g. another upstream's port). */
   readonly openings?: readonly string[];
   readonly intercept?: InterceptMode;
@@ -186,20 +189,21 @@ export async function startHarness(backend: TestBackend, options: HarnessOptions
     if (!parsed.ok) throw new Error(parsed.error.message);
     return parsed.opening;
   });
+  const table = tableResolver({
+    'api.test': ['127.0.0.1'],
+    'whole.test': ['127.0.0.1'],
+    'removable.test': ['127.0.0.1'],
+    'internal.test': ['10.0.0.5'],
+    'owned.globex.test': ['127.0.0.1'],
+    ...options.hosts,
+  });
   const gateway = await startGateway({
     host: '127.0.0.1',
     port: 0,
     verifier,
     live,
     openings,
-    resolve: tableResolver({
-      'api.test': ['127.0.0.1'],
-      'whole.test': ['127.0.0.1'],
-      'removable.test': ['127.0.0.1'],
-      'internal.test': ['10.0.0.5'],
-      'owned.globex.test': ['127.0.0.1'],
-      ...options.hosts,
-    }),
+    resolve: (name) => (options.resolveWith === undefined ? table(name) : options.resolveWith(name, table)),
     events,
     intercept: options.intercept,
     interceptor: options.interceptor,
