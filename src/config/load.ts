@@ -1,5 +1,6 @@
 // Configuration from flags and the environment (flags win), validated in one place so that a
 // wrong value stops the start with a message naming the variable, not a crash later.
+import { availableParallelism } from 'node:os';
 import { type Config, SETTINGS, type Setting } from './settings.ts';
 
 export class ConfigError extends Error {
@@ -92,9 +93,22 @@ export function loadConfig(
     gatewayIntercept: oneOf('gatewayIntercept', INTERCEPT),
     gatewayUpstreamCa: optional('gatewayUpstreamCa'),
     gatewayShutdownGraceMs: milliseconds('gatewayShutdownGraceMs'),
+    gatewayWorkers: workers(optional('gatewayWorkers')),
     secretKey: optional('secretKey'),
     logLevel: oneOf('logLevel', LOG_LEVELS),
   };
+}
+
+/** REINS_GATEWAY_WORKERS: a count of threads, by default one per CPU the process may use. */
+function workers(value: string | undefined): number {
+  if (value === undefined) return availableParallelism();
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || n < 1 || n > 256) {
+    throw new ConfigError(
+      `REINS_GATEWAY_WORKERS (--gateway-workers) must be a number of threads from 1 to 256, not '${value}'`,
+    );
+  }
+  return n;
 }
 
 /** A guessable admin credential would open the admin API to anyone who can reach the port. */

@@ -26,6 +26,8 @@ export interface Config {
   readonly gatewayIntercept: 'auto' | 'always' | 'never';
   readonly gatewayUpstreamCa: string | undefined;
   readonly gatewayShutdownGraceMs: number;
+  /** Threads serving the gateway port. */
+  readonly gatewayWorkers: number;
   readonly secretKey: string | undefined;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 }
@@ -46,7 +48,7 @@ export const SETTINGS: readonly Setting[] = [
     placeholder: 'dir',
     default: './.reins',
     description:
-      "Embedded database (PGlite) directory; 'memory' keeps it in memory. Ignored when DATABASE_URL is set.",
+      "Embedded database (PGlite) directory; 'memory' keeps it in memory. With DATABASE_URL, where audit rows wait while PostgreSQL is unreachable.",
   },
   {
     key: 'databaseUrl',
@@ -148,6 +150,15 @@ export const SETTINGS: readonly Setting[] = [
     default: '10000',
     description:
       'On SIGTERM, how long requests and tunnels in flight may take to finish before the gateway cuts them (each audited as `shutdown`).',
+  },
+  {
+    key: 'gatewayWorkers',
+    env: 'REINS_GATEWAY_WORKERS',
+    flag: '--gateway-workers',
+    placeholder: 'n',
+    default: undefined,
+    description:
+      'How many threads serve the gateway port (1 to 256); unset: one per CPU. Each decides on its own from the same live state.',
   },
   {
     key: 'secretKey',

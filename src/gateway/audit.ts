@@ -17,6 +17,13 @@
 // has made room, and the gateway awaits it before taking more work (back-pressure instead of
 // unbounded memory or lost rows). drain() writes everything on SIGTERM.
 //
+// Through a database outage the queue would fill within seconds and hold every request back. With
+// a spool (audit-spool.ts), rows go to a bounded local file instead once a write has failed: the
+// queue is moved there whole (fsync'd as one group) whenever it holds a batch's worth, so the
+// gateway keeps answering for as long as the file has room; once the database answers again the
+// file is replayed, in order, before any row recorded after it. drain() during an outage moves
+// what is queued to the file and resolves: the next start replays it.
+//
 // The one exception: a row PostgreSQL refuses for its content (a data, constraint or size error,
 // which no retry can fix) would otherwise block every row behind it for ever, and with back-pressure
 // the gateway itself. Rows are cleaned before they are queued so that this cannot happen (NUL
@@ -25,6 +32,7 @@
 // line has been written already.
 import type { Queryable } from '../store/db.ts';
 import { type AuditEvent, ecsFields, pathWithoutQuery } from './audit-format.ts';
+import type { AuditSpool } from './audit-spool.ts';
 import type { ExchangeStream } from './events.ts';
 
 export { type AuditDecision, type AuditEvent, ecsFields } from './audit-format.ts';
@@ -62,6 +70,8 @@ export interface AuditWriterOptions {
   readonly flushDelayMs?: number;
   /** Told of every failed write (the rows are kept and retried). Default: a warning in the log. */
   readonly onError?: (err: unknown) => void;
+  /** Where rows wait while the database cannot take them; without one they wait in the queue. */
+  readonly spool?: AuditSpool;
 }
 
 export type AuditErrorCode = 'audit_writer_closed' | 'audit_row_rejected';
@@ -200,23 +210,36 @@ function toRow(event: AuditEvent, time: Date): Row {
 /** The column list of json_to_recordset: each column's type, the chain as text (cast below). */
 const RECORD = COLUMNS.map((name) => `${name} ${COLUMN_TYPES[name]}`).join(', ');
 const SELECTED = COLUMNS.map((name) => (name === 'delegation_chain' ? `${name}::jsonb` : name)).join(', ');
-const INSERT = `insert into audit_events (${COLUMNS.join(', ')}) select ${SELECTED} from json_to_recordset($1::json) as r(${RECORD})`;
+// A batch retried after its commit went through unseen (the connection died before the answer)
+// finds its rows there already: each exchange's row is written once (migrations/007).
+const INSERT = `insert into audit_events (${COLUMNS.join(', ')}) select ${SELECTED} from json_to_recordset($1::json) as r(${RECORD}) on conflict (request_id) do nothing`;
+
+/** A row as one JSON object (the form json_to_recordset reads, and the spool keeps). */
+function recordOf(row: Row): string {
+  const record: Record<string, unknown> = {};
+  COLUMNS.forEach((name, i) => {
+    const value = row[i];
+    record[name] = value instanceof Date ? value.toISOString() : value;
+  });
+  return JSON.stringify(record);
+}
 
 /**
- * Inserts `rows` in one statement: all of them are committed, or none. The rows go as one JSON
- * parameter, so the statement text is the same for every batch and PostgreSQL parses one value
- * instead of 22 per row, whatever the batch size (no 65,535-parameter limit either).
+ * Inserts `records` (recordOf's JSON texts) in one statement: all of them are committed, or none.
+ * The rows go as one JSON parameter, so the statement text is the same for every batch and
+ * PostgreSQL parses one value instead of 22 per row, whatever the batch size (no 65,535-parameter
+ * limit either).
  */
-async function insertRows(db: Queryable, rows: readonly Row[]): Promise<void> {
-  const records = rows.map((row) => {
-    const record: Record<string, unknown> = {};
-    COLUMNS.forEach((name, i) => {
-      const value = row[i];
-      record[name] = value instanceof Date ? value.toISOString() : value;
-    });
-    return record;
-  });
-  await db.query(INSERT, [JSON.stringify(records)]);
+async function insertRecords(db: Queryable, records: readonly string[]): Promise<void> {
+  await db.query(INSERT, [`[${records.join(',')}]`]);
+}
+
+function requestIdOf(record: string): string {
+  try {
+    return String((JSON.parse(record) as { request_id?: unknown }).request_id);
+  } catch {
+    return '(unreadable)';
+  }
 }
 
 /**
@@ -245,12 +268,22 @@ export class AuditWriter {
   #writing = false;
   #closed = false;
   #failures = 0;
+  readonly #spool: AuditSpool | undefined;
+  /** The last write failed: the database is down (or refusing), rows go to the spool. */
+  #down = false;
+  /** A statement writing the queue's head is running: the head must not move meanwhile. */
+  #inFlight = false;
+  /** A move of the queue to the spool, while it runs. */
+  #spilling: Promise<void> | null = null;
 
   constructor(db: Queryable, logger: AuditLogger, options: AuditWriterOptions = {}) {
     this.#db = db;
     this.#maxQueue = Math.max(1, options.maxQueue ?? 10_000);
     this.#maxBatch = Math.max(1, Math.min(options.maxBatch ?? 500, MAX_BATCH_LIMIT));
     this.#flushDelayMs = Math.max(0, options.flushDelayMs ?? DEFAULT_FLUSH_DELAY_MS);
+    this.#spool = options.spool;
+    // Rows a process before left in the spool (it stopped during an outage, or died) go first.
+    if (this.spooled > 0) this.#schedule();
     this.#onError =
       options.onError ??
       ((err) =>
@@ -285,13 +318,22 @@ export class AuditWriter {
     }
     this.#queue.push(toRow(event, time));
     this.#schedule();
+    // While the database is down, a batch's worth goes to the spool at once rather than after the
+    // retry's backoff (seconds, in which the queue would fill); and while the spool is replayed
+    // too, since new rows wait behind all of it (a long replay would otherwise fill the queue).
+    if ((this.#down || this.spooled > 0) && this.#queue.length >= this.#maxBatch) this.#spillSoon();
     if (this.#queue.length < this.#maxQueue) return undefined;
     return new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
   }
 
-  /** Rows recorded and not yet committed (including the batch being written). */
+  /** Rows recorded and not yet committed (including the batch being written), spooled ones too. */
   get depth(): number {
-    return this.#queue.length;
+    return this.#queue.length + (this.#spool?.rows ?? 0);
+  }
+
+  /** Rows waiting in the spool for the database. */
+  get spooled(): number {
+    return this.#spool?.rows ?? 0;
   }
 
   /**
@@ -304,7 +346,7 @@ export class AuditWriter {
     const drained = new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
     this.#cancelTimer();
     if (this.#writing) return drained;
-    if (this.#queue.length === 0) this.#wake();
+    if (this.#queue.length === 0 && this.spooled === 0) this.#wake();
     else void this.#run();
     return drained;
   }
@@ -335,31 +377,100 @@ export class AuditWriter {
   async #run(): Promise<void> {
     this.#writing = true;
     try {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.slice(0, this.#maxBatch);
-        const done = await this.#write(batch);
-        this.#queue.splice(0, done);
-        if (done === 0) {
-          await this.#pause();
-        } else {
+      for (;;) {
+        if (this.#spilling !== null) await this.#spilling;
+        // The spool holds rows older than any queued: they go first.
+        const fromSpool = this.spooled > 0;
+        if (!fromSpool && this.#queue.length === 0) break;
+        const done = fromSpool ? await this.#replay() : await this.#writeHead();
+        if (done > 0) {
+          this.#down = false;
           this.#failures = 0;
           this.#wake();
           // Less than a full batch left: let it gather for flushDelayMs (drain does not wait).
-          if (!this.#closed && this.#queue.length < this.#maxBatch && this.#flushDelayMs > 0) break;
+          if (!fromSpool && !this.#closed && this.#queue.length < this.#maxBatch && this.#flushDelayMs > 0)
+            break;
+          continue;
         }
+        this.#down = true;
+        this.#spillSoon();
+        if (this.#spilling !== null) await this.#spilling;
+        // Stopping during an outage: every row is on disk, and the next start replays them.
+        if (this.#closed && this.#queue.length === 0 && this.#spool !== undefined) break;
+        await this.#pause();
       }
     } finally {
       this.#writing = false;
       this.#wake();
-      if (this.#queue.length > 0) this.#schedule();
+      if (this.#queue.length > 0 || (this.spooled > 0 && !this.#closed)) this.#schedule();
     }
   }
 
-  /** Writes the head of the queue; returns how many rows at the head are done with. */
-  async #write(batch: readonly Row[]): Promise<number> {
+  /** Writes the head of the queue and takes it off; returns how many rows are done with. */
+  async #writeHead(): Promise<number> {
+    this.#inFlight = true;
     try {
-      await insertRows(this.#db, batch);
-      return batch.length;
+      const done = await this.#write(this.#queue.slice(0, this.#maxBatch).map(recordOf));
+      this.#queue.splice(0, done);
+      return done;
+    } finally {
+      this.#inFlight = false;
+    }
+  }
+
+  /** Writes the spool's head and moves past it; returns how many rows are done with. */
+  async #replay(): Promise<number> {
+    const spool = this.#spool as AuditSpool;
+    let done = 0;
+    try {
+      const { records } = await spool.peek(this.#maxBatch);
+      done = await this.#write(records);
+      if (done > 0) {
+        let bytes = 0;
+        for (let i = 0; i < done; i++) bytes += Buffer.byteLength(records[i] as string) + 1;
+        await spool.advance(done, bytes);
+      }
+      return done;
+    } catch (err) {
+      // The file could not be read or its head not moved: retried; a row written twice at worst.
+      this.#report(err);
+      return 0;
+    }
+  }
+
+  /** Starts a move of the queue to the spool unless one runs (one at a time: two would copy rows twice). */
+  #spillSoon(): void {
+    if (this.#spilling !== null || this.#inFlight || this.#spool === undefined) return;
+    this.#spilling = this.#spill().finally(() => {
+      this.#spilling = null;
+    });
+  }
+
+  /**
+   * Moves the whole queue to the spool, in order, when it has room (else the rows stay and
+   * back-pressure holds the gateway). Never while a statement runs: its rows are the queue's head.
+   */
+  async #spill(): Promise<void> {
+    const spool = this.#spool;
+    if (spool === undefined || this.#inFlight || this.#queue.length === 0) return;
+    const count = this.#queue.length;
+    const records = this.#queue.slice(0, count).map(recordOf);
+    if (!spool.fits(records)) return;
+    try {
+      await spool.append(records);
+    } catch (err) {
+      this.#report(err);
+      return;
+    }
+    this.#queue.splice(0, count);
+    this.#wake();
+  }
+
+  /** Writes `records` in order; returns how many at the head are done with (0: nothing written). */
+  async #write(records: readonly string[]): Promise<number> {
+    try {
+      await insertRecords(this.#db, records);
+      return records.length;
     } catch (err) {
       if (!isRefused(err)) {
         this.#report(err);
@@ -367,9 +478,9 @@ export class AuditWriter {
       }
       // One refused row fails its whole statement: write them one by one to find it.
       let done = 0;
-      for (const row of batch) {
+      for (const record of records) {
         try {
-          await insertRows(this.#db, [row]);
+          await insertRecords(this.#db, [record]);
         } catch (rowErr) {
           if (!isRefused(rowErr)) {
             this.#report(rowErr);
@@ -378,7 +489,7 @@ export class AuditWriter {
           this.#report(
             new AuditError(
               'audit_row_rejected',
-              `the database refused the audit row of request ${String(row[1])}: ${
+              `the database refused the audit row of request ${requestIdOf(record)}: ${
                 rowErr instanceof Error ? rowErr.message : String(rowErr)
               }`,
               { cause: rowErr },
@@ -411,7 +522,8 @@ export class AuditWriter {
       this.#roomWaiters = [];
       for (const resolve of waiters) resolve();
     }
-    if (this.#queue.length === 0 && !this.#writing && this.#drainWaiters.length > 0) {
+    const settled = this.#queue.length === 0 && (this.spooled === 0 || (this.#closed && this.#down));
+    if (settled && !this.#writing && this.#drainWaiters.length > 0) {
       const waiters = this.#drainWaiters;
       this.#drainWaiters = [];
       for (const resolve of waiters) resolve();

@@ -60,13 +60,28 @@ export async function authenticate(
  * to outlast a revocation).
  */
 export function tokenLapsed(
-  ctx: CheckContext,
+  live: LiveView,
   facts: TokenFacts,
   nowSeconds: number,
 ): 'revoked' | 'expired' | null {
-  if (ctx.live.isRevoked(facts.jti)) return 'revoked';
+  if (live.isRevoked(facts.jti)) return 'revoked';
   if (facts.exp <= nowSeconds) return 'expired';
   return null;
+}
+
+/**
+ * tokenLapsed, or the agent quarantined: whether what a token holds open (a tunnel, a kept-alive
+ * connection) may go on. One answer for every place that asks, so none forgets a check.
+ */
+export function standingLost(
+  live: LiveView,
+  facts: TokenFacts,
+  nowSeconds: number,
+): 'revoked' | 'expired' | 'quarantined' | null {
+  return (
+    tokenLapsed(live, facts, nowSeconds) ??
+    (live.isQuarantined(facts.tenant, facts.agent) ? 'quarantined' : null)
+  );
 }
 
 export type Verdict =

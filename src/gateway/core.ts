@@ -26,6 +26,11 @@ export interface GatewayOptions extends CheckContext {
   /** 0: an ephemeral port. */
   readonly port: number;
   /**
+   * Shares the port with other listeners of this process that set it too (SO_REUSEPORT, Linux):
+   * the kernel spreads new connections over them (one gateway per thread, REINS_GATEWAY_WORKERS).
+   */
+  readonly reusePort?: boolean;
+  /**
    * Where every finished exchange is published (events.ts); the audit writer, log line and
    * metrics subscribe to it. Default: a stream of the gateway's own (Gateway.events).
    */

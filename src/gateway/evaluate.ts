@@ -131,7 +131,7 @@ async function evaluateOutside(ctx: EvaluationContext, request: ProxyRequest): P
       verdict = await judge(ctx, facts, plain.target, true);
     }
   }
-  const lapsed = tokenLapsed(ctx, facts, Math.floor(ctx.now().getTime() / 1000));
+  const lapsed = tokenLapsed(ctx.live, facts, Math.floor(ctx.now().getTime() / 1000));
   if (lapsed !== null) {
     return refuse(
       'invalid_token',
@@ -174,7 +174,7 @@ async function evaluateInside(
 ): Promise<Outcome> {
   const { tunnel, scheme } = inside;
   const { facts } = tunnel;
-  const before = tokenLapsed(ctx, facts, Math.floor(ctx.now().getTime() / 1000));
+  const before = tokenLapsed(ctx.live, facts, Math.floor(ctx.now().getTime() / 1000));
   if (before !== null) return { kind: 'cut', facts, problem: before };
   if (request.hosts.length === 0 && request.http11) {
     return refuse('missing_host', 'an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)', facts, null);
@@ -208,7 +208,7 @@ async function evaluateInside(
   const verdict = await judge(ctx, facts, read.target, false);
   // As outside: the lookup may have outlasted the token.
   const nowSeconds = Math.floor(ctx.now().getTime() / 1000);
-  const lapsed = tokenLapsed(ctx, facts, nowSeconds);
+  const lapsed = tokenLapsed(ctx.live, facts, nowSeconds);
   if (lapsed !== null) return { kind: 'cut', facts, problem: lapsed };
   if (verdict.verdict === 'deny') return refuse(verdict.reason, verdict.detail, facts, read);
   return {

@@ -20,16 +20,13 @@
 import { POLICY_CHANNEL, readAppliedPolicy } from '../policy/index.ts';
 import { readLatestVersion } from '../policy/store-read.ts';
 import type { Db } from '../store/db.ts';
-import { buildPolicyView, type GatewayPolicyView } from './policy-view.ts';
+import { type GatewayChange, LiveMemory, type LiveSnapshot, type LiveUpdate } from './live-memory.ts';
+import type { GatewayPolicyView } from './policy-view.ts';
+
+export type { GatewayChange, LiveSnapshot, LiveUpdate } from './live-memory.ts';
 
 /** The revocation feed's NOTIFY channel (migrations/001_foundation.sql). */
 export const REVOCATIONS_CHANNEL = 'reins_revocations';
-
-export type GatewayChange =
-  | { readonly kind: 'revoked'; readonly jti: string }
-  | { readonly kind: 'quarantined'; readonly tenant: string; readonly agent: string }
-  | { readonly kind: 'released'; readonly tenant: string; readonly agent: string }
-  | { readonly kind: 'policy'; readonly version: number | null };
 
 export interface LiveStateOptions {
   /** How often the feed and the policy version are polled; default 250 ms. */
@@ -55,20 +52,11 @@ interface FeedRow {
 }
 
 export class LiveState {
-  /** Revoked jti → when the token expires anyway (epoch ms; Infinity when the row says nothing). */
-  readonly #revoked = new Map<string, number>();
-  /** The earliest expiry in #revoked: nothing is pruned before it. */
-  #nextExpiry = Number.POSITIVE_INFINITY;
-  /** tenant → its quarantined agents. */
-  #quarantined = new Map<string, Set<string>>();
-  #policy: GatewayPolicyView = buildPolicyView({ tenants: [] }, null);
-  /** The version and content hash the policy view was built from; undefined before the first load. */
-  #policyKey: string | undefined;
+  readonly #memory: LiveMemory;
   #seq = 0;
   #lastRefreshAt: Date | null = null;
   #failing = false;
 
-  readonly #listeners = new Set<(change: GatewayChange) => void>();
   readonly #unlisten: (() => Promise<void>)[] = [];
   #timer: NodeJS.Timeout | undefined;
   #opened = false;
@@ -90,6 +78,7 @@ export class LiveState {
     this.#staleAfterMs = options.staleAfterMs ?? Math.max(2_000, 4 * this.#pollMs);
     this.#now = options.now ?? (() => new Date());
     this.#onError = options.onError ?? (() => undefined);
+    this.#memory = new LiveMemory((err) => this.#report(err));
   }
 
   /**
@@ -119,15 +108,25 @@ export class LiveState {
   }
 
   isRevoked(jti: string): boolean {
-    return this.#revoked.has(jti);
+    return this.#memory.isRevoked(jti);
   }
 
   isQuarantined(tenant: string, agent: string): boolean {
-    return this.#quarantined.get(tenant)?.has(agent) === true;
+    return this.#memory.isQuarantined(tenant, agent);
   }
 
   get policy(): GatewayPolicyView {
-    return this.#policy;
+    return this.#memory.policy;
+  }
+
+  /** The whole state, for a copy that then follows onUpdate (a gateway thread). */
+  snapshot(): LiveSnapshot {
+    return this.#memory.snapshot();
+  }
+
+  /** Every change as an update a copy can apply, in order. Returns the unsubscribe. */
+  onUpdate(listener: (update: LiveUpdate) => void): () => void {
+    return this.#memory.onUpdate(listener);
   }
 
   /** Highest revocation feed seq applied. */
@@ -148,10 +147,7 @@ export class LiveState {
 
   /** Called after each change is in force (e.g. to close the tunnels it ends). Returns the unsubscribe. */
   onChange(listener: (change: GatewayChange) => void): () => void {
-    this.#listeners.add(listener);
-    return () => {
-      this.#listeners.delete(listener);
-    };
+    return this.#memory.onChange(listener);
   }
 
   async close(): Promise<void> {
@@ -209,11 +205,11 @@ export class LiveState {
       const now = this.#now().getTime();
       for (const row of rows) {
         this.#seq = Number(row.seq);
-        if (row.kind === 'token' && row.jti !== null) this.#revoke(row.jti, expiryOf(row), now);
+        if (row.kind === 'token' && row.jti !== null) this.#memory.revoke(row.jti, expiryOf(row), now);
         else if (row.agent !== null)
-          this.#setQuarantined(row.tenant, row.agent, row.kind === 'agent_quarantined');
+          this.#memory.setQuarantined(row.tenant, row.agent, row.kind === 'agent_quarantined');
       }
-      this.#prune(now);
+      this.#memory.prune(now);
       if (rows.length < FEED_PAGE) return;
     }
   }
@@ -244,94 +240,31 @@ export class LiveState {
       return { tokens: tokens.rows, agents: agents.rows, seq: Number(last.rows[0]?.seq ?? 0) };
     });
     for (const row of snapshot.tokens) {
-      if (row.jti !== null && !this.#revoked.has(row.jti))
-        this.#revoke(row.jti, expiryOf(row), now.getTime());
+      if (row.jti !== null && !this.#memory.isRevoked(row.jti))
+        this.#memory.revoke(row.jti, expiryOf(row), now.getTime());
     }
-    const before = this.#quarantined;
-    this.#quarantined = new Map();
-    for (const row of snapshot.agents) {
-      if (row.agent !== null && row.kind === 'agent_quarantined') this.#add(row.tenant, row.agent);
-    }
-    for (const [tenant, agents] of before) {
-      for (const agent of agents) {
-        if (!this.isQuarantined(tenant, agent)) this.#emit({ kind: 'released', tenant, agent });
-      }
-    }
-    for (const [tenant, agents] of this.#quarantined) {
-      for (const agent of agents) {
-        if (before.get(tenant)?.has(agent) !== true) this.#emit({ kind: 'quarantined', tenant, agent });
-      }
-    }
+    this.#memory.replaceQuarantined(
+      snapshot.agents.flatMap((row) =>
+        row.agent !== null && row.kind === 'agent_quarantined' ? [[row.tenant, row.agent] as const] : [],
+      ),
+    );
     // Also when the database's feed is behind ours (restored from a backup): follow it from there.
     this.#seq = snapshot.seq;
-    this.#prune(now.getTime());
+    this.#memory.prune(now.getTime());
   }
 
   /** Reloads the policy when the latest version differs from the one in force (cheap probe first). */
   async #refreshPolicy(): Promise<void> {
-    if (this.#policyKey !== undefined) {
+    if (this.#memory.policyKey !== undefined) {
       const latest = await readLatestVersion(this.db);
-      if (keyOf(latest) === this.#policyKey) return;
+      if (keyOf(latest) === this.#memory.policyKey) return;
     }
     const applied = await readAppliedPolicy(this.db);
-    const key = keyOf(applied.version);
-    if (key === this.#policyKey) return;
-    // Built before anything is replaced: a model that does not compile leaves the old view in force.
-    const view = buildPolicyView(applied.model, applied.version?.version ?? null);
-    const first = this.#policyKey === undefined;
-    this.#policy = view;
-    this.#policyKey = key;
-    if (!first) this.#emit({ kind: 'policy', version: view.version });
-  }
-
-  #revoke(jti: string, expiresAt: number, now: number): void {
-    // Announced even when already expired (a tunnel it opened may still be up), but not kept:
-    // an expired token fails verification anyway.
-    if (expiresAt > now) {
-      this.#revoked.set(jti, expiresAt);
-      this.#nextExpiry = Math.min(this.#nextExpiry, expiresAt);
-    }
-    this.#emit({ kind: 'revoked', jti });
-  }
-
-  #setQuarantined(tenant: string, agent: string, quarantined: boolean): void {
-    if (quarantined) this.#add(tenant, agent);
-    else {
-      const agents = this.#quarantined.get(tenant);
-      agents?.delete(agent);
-      if (agents?.size === 0) this.#quarantined.delete(tenant);
-    }
-    this.#emit(quarantined ? { kind: 'quarantined', tenant, agent } : { kind: 'released', tenant, agent });
-  }
-
-  #add(tenant: string, agent: string): void {
-    let agents = this.#quarantined.get(tenant);
-    if (!agents) {
-      agents = new Set();
-      this.#quarantined.set(tenant, agents);
-    }
-    agents.add(agent);
-  }
-
-  /** Forgets revoked jtis past their expiry: memory stays bounded by the tokens still alive. */
-  #prune(now: number): void {
-    if (now < this.#nextExpiry) return;
-    let next = Number.POSITIVE_INFINITY;
-    for (const [jti, expiresAt] of this.#revoked) {
-      if (expiresAt <= now) this.#revoked.delete(jti);
-      else next = Math.min(next, expiresAt);
-    }
-    this.#nextExpiry = next;
-  }
-
-  #emit(change: GatewayChange): void {
-    for (const listener of this.#listeners) {
-      try {
-        listener(change);
-      } catch (err) {
-        this.#report(err);
-      }
-    }
+    this.#memory.setPolicy({
+      model: applied.model,
+      version: applied.version?.version ?? null,
+      key: keyOf(applied.version),
+    });
   }
 
   /** A throwing onError must not stop the refreshes (nor become an unhandled rejection). */

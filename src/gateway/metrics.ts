@@ -53,13 +53,25 @@ export interface GatewayMetrics {
   readonly tokenCache: Counter<'result'>;
 }
 
-export function gatewayMetrics(registry: Registry, auditDepth: () => number): GatewayMetrics {
+export function gatewayMetrics(
+  registry: Registry,
+  auditDepth: () => number,
+  auditSpooled: () => number = () => 0,
+): GatewayMetrics {
   new Gauge({
     name: 'reins_gateway_audit_queue_depth',
-    help: 'Audit rows waiting to be written.',
+    help: 'Audit rows waiting to be written (in memory and in the spool).',
     registers: [registry],
     collect() {
       this.set(auditDepth());
+    },
+  });
+  new Gauge({
+    name: 'reins_gateway_audit_spooled',
+    help: 'Audit rows waiting in the local spool file for the database to come back.',
+    registers: [registry],
+    collect() {
+      this.set(auditSpooled());
     },
   });
   return {

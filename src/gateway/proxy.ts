@@ -18,7 +18,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { refusalAnswer, sendRefusal, writeRefusal } from './answers.ts';
-import { tunnelStillAllowed } from './check.ts';
+import { standingLost, tunnelStillAllowed } from './check.ts';
 import { createCore, DEFAULT_LIMITS, type GatewayLimits, type GatewayOptions } from './core.ts';
 import type { ExchangeStream } from './events.ts';
 import { upstreamAgents } from './forward.ts';
@@ -104,9 +104,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     for (const entry of bound) {
       const { facts } = entry;
       if (
-        facts.exp <= nowSeconds ||
-        options.live.isRevoked(facts.jti) ||
-        options.live.isQuarantined(facts.tenant, facts.agent) ||
+        standingLost(options.live, facts, nowSeconds) !== null ||
         // A policy apply that removes a destination (or makes it another tenant's) ends the
         // tunnels to it too, not only new requests.
         (recheckTunnels && entry.tunnel !== undefined && !tunnelStillAllowed(options, facts, entry.tunnel))
@@ -119,7 +117,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, options.host, () => {
+    server.listen({ port: options.port, host: options.host, reusePort: options.reusePort === true }, () => {
       server.off('error', reject);
       resolve();
     });

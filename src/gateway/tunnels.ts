@@ -4,6 +4,7 @@
 import type { IncomingMessage } from 'node:http';
 import net, { type Socket } from 'node:net';
 import { headerValues, isHttp11, refusalAnswer, writeRefusal } from './answers.ts';
+import { standingLost } from './check.ts';
 import type { Core } from './core.ts';
 import { evaluate, type Outcome } from './evaluate.ts';
 import type { Exchange } from './exchange.ts';
@@ -173,12 +174,11 @@ function plainTunnel(
     // The token may have died while the name resolved and the upstream answered: refused as it
     // would be now, before any byte goes through.
     const nowSeconds = Math.floor(now().getTime() / 1000);
-    const problem = live.isRevoked(facts.jti) ? 'revoked' : facts.exp <= nowSeconds ? 'expired' : null;
-    const quarantined = live.isQuarantined(facts.tenant, facts.agent);
-    if (problem !== null || quarantined) {
+    const problem = standingLost(live, facts, nowSeconds);
+    if (problem !== null) {
       release();
       upstream.destroy();
-      if (problem !== null)
+      if (problem !== 'quarantined')
         refuse(
           socket,
           exchange,

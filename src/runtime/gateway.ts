@@ -1,26 +1,29 @@
-// The gateway's listener and what it follows: the live state (revocations, quarantines, policy)
-// from the database, token verification with the keys the server publishes, and what watches its
-// event stream (audit writer, log line, metrics). Started and stopped together; on stop the
-// gateway publishes every exchange it began, then the audit queue is drained, so no row is lost.
+// The gateway: its threads (gateway-workers.ts, REINS_GATEWAY_WORKERS of them, each a listener on
+// the gateway port) and what they follow, kept on the main thread: the live state (revocations,
+// quarantines, policy) from the database, the signing keys the server publishes, and what watches
+// the one event stream every thread's exchanges are republished on (audit writer, log line,
+// metrics). Started and stopped together; on stop every thread publishes every exchange it began,
+// then the audit queue is drained, so no row is lost.
 import { readFileSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/settings.ts';
 import { type Opening, parseOpening } from '../egress/index.ts';
 import { AuditWriter, observeAudit, observeLog } from '../gateway/audit.ts';
-import { ensureInterceptionCa, LeafCache, loadSigningCa } from '../gateway/ca/index.ts';
+import { AuditSpool } from '../gateway/audit-spool.ts';
+import { ensureInterceptionCa, loadSigningCa, portableSigningCa } from '../gateway/ca/index.ts';
 import { ExchangeStream } from '../gateway/events.ts';
 import { LiveState } from '../gateway/live-state.ts';
 import { gatewayMetrics, observeMetrics } from '../gateway/metrics.ts';
-import { startGateway } from '../gateway/proxy.ts';
-import { cachedResolver, systemResolver } from '../gateway/resolve.ts';
-import { localKeys, TokenVerifier } from '../gateway/token.ts';
 import { loadPublicJwks } from '../server/keys/index.ts';
 import type { Db } from '../store/db.ts';
+import { startGatewayWorkers } from './gateway-workers.ts';
 import type { Logger } from './logger.ts';
 
 export interface GatewayRuntime {
   readonly url: string;
   readonly live: LiveState;
+  /** Gateway threads listening now. */
+  readonly threads: number;
   close(): Promise<void>;
 }
 
@@ -39,61 +42,102 @@ export async function startGatewayRuntime(
     warn: (message: string) => log.warn(message),
   });
   if (created) log.info({ ca: id }, 'created the interception CA (reins ca export prints it)');
-  const leaves = new LeafCache(await loadSigningCa(db, { secretKey: config.secretKey, now: new Date() }));
+  const ca = portableSigningCa(await loadSigningCa(db, { secretKey: config.secretKey, now: new Date() }));
   const live = await LiveState.open(db, {
     onError: (err: unknown) => log.warn({ err }, 'could not refresh the gateway state'),
   });
+  let spool: AuditSpool | undefined;
+  try {
+    spool = await openSpool(config, log);
+  } catch (err) {
+    await live.close();
+    throw err;
+  }
   const audit = new AuditWriter(db, log, {
     onError: (err: unknown) => log.warn({ err }, 'could not write audit rows (they are kept and retried)'),
+    ...(spool === undefined ? {} : { spool }),
   });
-  const metrics = gatewayMetrics(registry, () => audit.depth);
+  const metrics = gatewayMetrics(
+    registry,
+    () => audit.depth,
+    () => audit.spooled,
+  );
   // What watches the gateway follows its event stream: the row, the log line, the metrics.
   const events = new ExchangeStream();
   observeAudit(events, audit);
   observeLog(events, log);
   observeMetrics(events, metrics);
-  const verifier = new TokenVerifier({
-    issuer: config.issuer,
-    audience: config.gatewayResource,
-    keys: localKeys(() => loadPublicJwks(db), {
-      // A failed read leaves every token unverifiable until the next one (5 s later): say why.
-      onError: (err: unknown) => log.warn({ err }, 'could not read the signing keys'),
-    }),
-    onLookup: (result) => metrics.tokenCache.inc({ result }),
-  });
-  const pruner = setInterval(() => verifier.prune(), 30_000);
-  pruner.unref();
-  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  let workers: Awaited<ReturnType<typeof startGatewayWorkers>>;
   try {
-    gateway = await startGateway({
-      host: config.host,
-      port: config.gatewayPort,
-      verifier,
+    workers = await startGatewayWorkers({
+      count: config.gatewayWorkers,
+      settings: {
+        host: config.host,
+        port: config.gatewayPort,
+        issuer: config.issuer,
+        audience: config.gatewayResource,
+        openings,
+        upstreamCa,
+        intercept: config.gatewayIntercept,
+        limits: { shutdownGraceMs: config.gatewayShutdownGraceMs },
+        ca,
+      },
       live,
-      openings,
-      resolve: cachedResolver(systemResolver),
+      loadKeys: () =>
+        loadPublicJwks(db).catch((err: unknown) => {
+          // A failed read leaves tokens naming a new key unverifiable until the next one: say why.
+          log.warn({ err }, 'could not read the signing keys');
+          throw err;
+        }),
       events,
-      upstreamCa,
-      intercept: config.gatewayIntercept,
-      limits: { shutdownGraceMs: config.gatewayShutdownGraceMs },
-      interceptor: leaves,
+      onLookup: (result, count) => metrics.tokenCache.inc({ result }, count),
+      registry,
+      log,
     });
   } catch (err) {
-    clearInterval(pruner);
     await live.close();
     await audit.drain();
+    await spool?.close();
     throw err;
   }
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   return {
-    url: gateway.url,
+    url: `http://${host}:${workers.port}`,
     live,
+    get threads() {
+      return workers.serving;
+    },
     async close() {
-      clearInterval(pruner);
-      await gateway.close();
+      await workers.close();
       await audit.drain();
+      await spool?.close();
       await live.close();
     },
   };
+}
+
+/**
+ * Where audit rows wait through a PostgreSQL outage (audit-spool.ts): REINS_DATA_DIR, which holds
+ * nothing else when DATABASE_URL is set. None on the embedded database (it has no outage of its
+ * own: it is this process's, on this disk), nor with `memory` (nothing is kept on disk). A data
+ * directory that cannot hold it (a read-only file system) leaves the gateway without one, said
+ * in the log: an outage then holds requests back once the queue is full, as before.
+ */
+async function openSpool(config: Config, log: Logger): Promise<AuditSpool | undefined> {
+  if (!config.databaseUrl || config.dataDir === 'memory') return undefined;
+  let spool: AuditSpool;
+  try {
+    spool = await AuditSpool.open(config.dataDir);
+  } catch (err) {
+    log.warn(
+      { err, dataDir: config.dataDir },
+      'no audit spool: REINS_DATA_DIR cannot hold one; during a database outage the gateway will hold requests once 10,000 rows wait (set REINS_DATA_DIR to a writable directory)',
+    );
+    return undefined;
+  }
+  if (spool.rows > 0)
+    log.warn({ rows: spool.rows, spool: spool.dir }, 'writing audit rows a previous process spooled');
+  return spool;
 }
 
 export class GatewayConfigError extends Error {

@@ -236,9 +236,11 @@ function adminOptions(
       checks: {
         database,
         gateway: async () =>
-          gateway.live.healthy && gateway.live.policy.version !== null
-            ? { ok: true, detail: `policy version ${gateway.live.policy.version}` }
-            : { ok: false, detail: 'no applied policy, or the state could not be refreshed' },
+          gateway.threads === 0
+            ? { ok: false, detail: 'no gateway thread is serving (one is being started again)' }
+            : gateway.live.healthy && gateway.live.policy.version !== null
+              ? { ok: true, detail: `policy version ${gateway.live.policy.version}` }
+              : { ok: false, detail: 'no applied policy, or the state could not be refreshed' },
       },
     };
   }
@@ -250,9 +252,11 @@ function adminOptions(
       database,
       policies: async () => ({ ok: true, detail: `version ${server.policies.version()}` }),
       gateway: async () =>
-        gateway.live.healthy
-          ? { ok: true, detail: `policy version ${gateway.live.policy.version}` }
-          : { ok: false, detail: 'the gateway could not refresh its state from the database' },
+        gateway.threads === 0
+          ? { ok: false, detail: 'no gateway thread is serving (one is being started again)' }
+          : gateway.live.healthy
+            ? { ok: true, detail: `policy version ${gateway.live.policy.version}` }
+            : { ok: false, detail: 'the gateway could not refresh its state from the database' },
     },
     api: {
       db,

@@ -36,14 +36,20 @@ function messageOf(err: unknown): string {
 }
 
 export async function openPglite(dataDir: string | 'memory', options: PgliteOptions = {}): Promise<Db> {
-  const onError = options.onBackgroundError ?? (() => undefined);
-  if (dataDir === 'memory') return new PgliteDb(await PGlite.create(), async () => undefined, onError);
+  if (dataDir === 'memory') return openPgliteIn('memory', async () => undefined, options);
+  const { dir, release } = await claimDataDir(dataDir);
+  return openPgliteIn(dir, release, options);
+}
 
+/**
+ * Creates the embedded database directory if need be and takes its lock (data-dir-lock.ts),
+ * worded for the operator when it cannot. Resolves to the absolute directory and the release.
+ */
+export async function claimDataDir(dataDir: string): Promise<{ dir: string; release: () => Promise<void> }> {
   const dir = resolve(dataDir);
-  let release: () => Promise<void>;
   try {
     await mkdir(dir, { recursive: true });
-    release = await lockDataDir(dir);
+    return { dir, release: await lockDataDir(dir) };
   } catch (err) {
     if (err instanceof StoreError) throw err;
     throw new StoreError(
@@ -51,6 +57,21 @@ export async function openPglite(dataDir: string | 'memory', options: PgliteOpti
       `cannot use ${dir} as the embedded database directory: ${messageOf(err)}; set REINS_DATA_DIR to a writable directory`,
     );
   }
+}
+
+/**
+ * Opens PGlite in `dir`, an absolute directory whose lock the caller already holds (`release`
+ * gives it back on close, or at once when opening fails). Split from openPglite so that the
+ * engine can open in a worker thread while the lock is taken on the calling thread: the lock's
+ * record of directories held by "this process" is module state, which each thread has apart.
+ */
+export async function openPgliteIn(
+  dir: string | 'memory',
+  release: () => Promise<void>,
+  options: PgliteOptions = {},
+): Promise<Db> {
+  const onError = options.onBackgroundError ?? (() => undefined);
+  if (dir === 'memory') return new PgliteDb(await PGlite.create(), release, onError);
   try {
     // PostgreSQL's own files go in a subdirectory, so that reins' lock file and anything else
     // reins keeps there stay out of PGDATA.

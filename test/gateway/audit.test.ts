@@ -1,5 +1,8 @@
 // The audit writer (src/gateway/audit.ts) on every database backend, and the ECS form of an
 // event (src/gateway/audit-format.ts) as a table, one row per field.
+import { appendFile, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -11,6 +14,7 @@ import {
   observeLog,
 } from '../../src/gateway/audit.ts';
 import { ECS_VERSION } from '../../src/gateway/audit-format.ts';
+import { AuditSpool } from '../../src/gateway/audit-spool.ts';
 import { type ExchangeEvent, ExchangeStream } from '../../src/gateway/events.ts';
 import type { Reason } from '../../src/gateway/reasons.ts';
 import { createLogger } from '../../src/runtime/logger.ts';
@@ -471,6 +475,220 @@ describe.each(testBackends())('the audit writer on $name', (backend) => {
     held.open();
     via.hold = undefined;
     await writer.drain();
+  });
+});
+
+describe.each(testBackends())('the audit writer with a spool, on $name', (backend) => {
+  let db: Db;
+  let parent: string;
+  const spools: AuditSpool[] = [];
+  beforeAll(async () => {
+    db = await openMigratedDb(backend);
+    parent = await mkdtemp(join(tmpdir(), 'reins-spool-'));
+  });
+  afterAll(async () => {
+    await Promise.all(spools.map((spool) => spool.close()));
+    await db.close();
+    await rm(parent, { recursive: true, force: true });
+  });
+
+  async function spoolIn(dir: string, maxBytes?: number): Promise<AuditSpool> {
+    const spool = await AuditSpool.open(dir, maxBytes === undefined ? {} : { maxBytes });
+    spools.push(spool);
+    return spool;
+  }
+
+  it('keeps taking rows through an outage, moving them to the file, where without one the queue would hold callers back for good', async () => {
+    const prefix = uniqueName('spilled');
+    const id = (i: number) => `${prefix}-${String(i).padStart(5, '0')}`;
+    const via = wrapped(db);
+    via.fail = true;
+    const spool = await spoolIn(await mkdtemp(join(parent, 'a-')));
+    const writer = new AuditWriter(via, quietLogger, {
+      maxQueue: 100,
+      maxBatch: 20,
+      onError: () => undefined,
+      spool,
+    });
+    // As the gateway does: every wait the writer asks for is awaited. Twenty times the queue's
+    // bound goes through while the database is still down (without a spool the 101st would wait
+    // for the database).
+    for (let i = 0; i < 2_000; i++) await writer.record(event({ requestId: id(i) }));
+    expect(via.fail).toBe(true);
+    expect(writer.depth).toBe(2_000);
+    expect(writer.spooled).toBeGreaterThanOrEqual(1_900);
+    expect(await rowsOf(db, prefix)).toEqual([]);
+    via.fail = false;
+    // Rows recorded as the database comes back go after every spooled one.
+    for (let i = 2_000; i < 2_100; i++) await writer.record(event({ requestId: id(i) }));
+    await until(() => writer.depth === 0, 20_000);
+    const written = (await rowsOf(db, prefix)).map((r) => r.request_id);
+    expect(written).toEqual(Array.from({ length: 2_100 }, (_, i) => id(i)));
+    expect(spool.rows).toBe(0);
+    expect(spool.bytes).toBe(0);
+    await writer.drain();
+  }, 30_000);
+
+  it('on drain during an outage puts what is queued in the file and resolves; the next writer there replays it before its own rows', async () => {
+    const prefix = uniqueName('handed-on');
+    const dir = await mkdtemp(join(parent, 'b-'));
+    const via = wrapped(db);
+    via.fail = true;
+    const first = await AuditSpool.open(dir);
+    const before = new AuditWriter(via, quietLogger, { onError: () => undefined, spool: first });
+    for (let i = 0; i < 50; i++)
+      before.record(event({ requestId: `${prefix}-a${String(i).padStart(2, '0')}` }));
+    await before.drain();
+    expect(first.rows).toBe(50);
+    await first.close();
+
+    const again = await spoolIn(dir);
+    expect(again.dir).toBe(first.dir);
+    expect(again.rows).toBe(50);
+    const after = new AuditWriter(db, quietLogger, { spool: again });
+    for (let i = 0; i < 5; i++) after.record(event({ requestId: `${prefix}-b${i}` }));
+    await after.drain();
+    const written = (await rowsOf(db, prefix)).map((r) => r.request_id);
+    expect(written).toEqual([
+      ...Array.from({ length: 50 }, (_, i) => `${prefix}-a${String(i).padStart(2, '0')}`),
+      ...Array.from({ length: 5 }, (_, i) => `${prefix}-b${i}`),
+    ]);
+    expect((await rowsOf(db, prefix))[0]).toEqual(expectedRow(event({ requestId: `${prefix}-a00` })));
+  });
+
+  it('while the file is replayed, sends new rows after it rather than making callers wait for the whole replay', async () => {
+    const prefix = uniqueName('replaying');
+    const id = (i: number) => `${prefix}-${String(i).padStart(5, '0')}`;
+    const via = wrapped(db);
+    via.fail = true;
+    const spool = await spoolIn(await mkdtemp(join(parent, 'r-')));
+    const writer = new AuditWriter(via, quietLogger, {
+      maxQueue: 100,
+      maxBatch: 20,
+      onError: () => undefined,
+      spool,
+    });
+    for (let i = 0; i < 3_000; i++) await writer.record(event({ requestId: id(i) }));
+    // The database is back, but slow: replaying 3,000 rows 20 at a time takes seconds.
+    let slow = gate();
+    via.hold = slow.promise;
+    via.fail = false;
+    const pacer = setInterval(() => {
+      slow.open();
+      slow = gate();
+      via.hold = slow.promise;
+    }, 10);
+    try {
+      // Five times the queue's bound, each wait awaited: done long before the replay is.
+      for (let i = 3_000; i < 3_500; i++) await writer.record(event({ requestId: id(i) }));
+      expect(spool.rows).toBeGreaterThan(1_000);
+    } finally {
+      clearInterval(pacer);
+      slow.open();
+      via.hold = undefined;
+    }
+    await until(() => writer.depth === 0, 20_000);
+    expect((await rowsOf(db, prefix)).map((r) => r.request_id)).toEqual(
+      Array.from({ length: 3_500 }, (_, i) => id(i)),
+    );
+    await writer.drain();
+  }, 60_000);
+
+  it('applies back-pressure once the file is full, and still loses nothing', async () => {
+    const prefix = uniqueName('full');
+    const via = wrapped(db);
+    via.fail = true;
+    // Room for a few rows only (each is some 600 bytes).
+    const spool = await spoolIn(await mkdtemp(join(parent, 'c-')), 3_000);
+    const writer = new AuditWriter(via, quietLogger, {
+      maxQueue: 10,
+      maxBatch: 2,
+      onError: () => undefined,
+      spool,
+    });
+    const waits: Promise<void>[] = [];
+    for (let i = 0; i < 40; i++) {
+      const wait = writer.record(event({ requestId: `${prefix}-${String(i).padStart(2, '0')}` }));
+      if (wait !== undefined) waits.push(wait);
+      await tick();
+    }
+    expect(waits.length).toBeGreaterThan(0);
+    expect(spool.bytes).toBeLessThanOrEqual(3_000);
+    via.fail = false;
+    await Promise.all(waits);
+    await writer.drain();
+    expect((await rowsOf(db, prefix)).map((r) => r.request_id)).toEqual(
+      Array.from({ length: 40 }, (_, i) => `${prefix}-${String(i).padStart(2, '0')}`),
+    );
+  });
+});
+
+describe('the audit spool file', () => {
+  let parent: string;
+  beforeAll(async () => {
+    parent = await mkdtemp(join(tmpdir(), 'reins-spool-file-'));
+  });
+  afterAll(() => rm(parent, { recursive: true, force: true }));
+
+  it('cuts off a line torn by a crash mid-append, keeping every complete one', async () => {
+    const dir = await mkdtemp(join(parent, 'torn-'));
+    const first = await AuditSpool.open(dir);
+    await first.append(['{"request_id":"one"}', '{"request_id":"two"}']);
+    await first.close();
+    await appendFile(join(first.dir, 'rows.jsonl'), '{"request_id":"thr');
+    const again = await AuditSpool.open(dir);
+    try {
+      expect(again.rows).toBe(2);
+      await again.append(['{"request_id":"three"}']);
+      const { records, bytes } = await again.peek(10);
+      expect(records).toEqual(['{"request_id":"one"}', '{"request_id":"two"}', '{"request_id":"three"}']);
+      await again.advance(2, Buffer.byteLength('{"request_id":"one"}\n{"request_id":"two"}\n'));
+      expect((await again.peek(10)).records).toEqual(['{"request_id":"three"}']);
+      expect(bytes).toBe(again.bytes + Buffer.byteLength('{"request_id":"one"}\n{"request_id":"two"}\n'));
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('reads back a character split between two reads whole, and moves the head exactly past what it read', async () => {
+    const dir = await mkdtemp(join(parent, 'utf8-'));
+    const spool = await AuditSpool.open(dir);
+    try {
+      // The euro sign's three bytes straddle the first 1 MiB read.
+      const long = `${'a'.repeat((1 << 20) - 1)}€`;
+      await spool.append([long, 'next']);
+      const { records, bytes } = await spool.peek(10);
+      expect(records).toEqual([long, 'next']);
+      expect(bytes).toBe(spool.bytes);
+      await spool.advance(1, Buffer.byteLength(long) + 1);
+      expect((await spool.peek(10)).records).toEqual(['next']);
+    } finally {
+      await spool.close();
+    }
+  });
+
+  it('keeps its directory to the process user alone (rows name agents, users and destinations)', async () => {
+    const dir = await mkdtemp(join(parent, 'mode-'));
+    const spool = await AuditSpool.open(dir);
+    try {
+      await spool.append(['{"request_id":"private"}']);
+      expect((await stat(spool.dir)).mode & 0o777).toBe(0o700);
+      expect((await stat(join(spool.dir, 'rows.jsonl'))).mode & 0o777).toBe(0o600);
+    } finally {
+      await spool.close();
+    }
+  });
+
+  it('gives a second spool under the same directory a directory of its own, while the first is held', async () => {
+    const dir = await mkdtemp(join(parent, 'two-'));
+    const first = await AuditSpool.open(dir);
+    const second = await AuditSpool.open(dir);
+    try {
+      expect(first.dir).toBe(join(dir, 'audit-spool'));
+      expect(second.dir).toBe(join(dir, 'audit-spool-2'));
+    } finally {
+      await Promise.all([first.close(), second.close()]);
+    }
   });
 });
 

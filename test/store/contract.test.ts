@@ -4,11 +4,18 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db, Queryable } from '../../src/store/db.ts';
-import { nextValue, testBackends } from '../support/db.ts';
+import { openPgliteWorker } from '../../src/store/pglite-worker.ts';
+import { nextValue, type TestBackend, testBackends } from '../support/db.ts';
 
 const unique = (prefix: string) => `${prefix}_${randomBytes(5).toString('hex')}`;
 
-describe.each(testBackends())('the $name backend', (backend) => {
+// PGlite in its own thread (pglite-worker.ts) is held to the same contract as PGlite in-process.
+const backends: { name: TestBackend['name'] | 'pglite-worker'; open(): Promise<Db> }[] = [
+  ...testBackends(),
+  { name: 'pglite-worker', open: () => openPgliteWorker('memory') },
+];
+
+describe.each(backends)('the $name backend', (backend) => {
   let db: Db;
   beforeAll(async () => {
     db = await backend.open();

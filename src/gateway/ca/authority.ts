@@ -51,6 +51,22 @@ export interface SigningCa {
   readonly notAfter: Date;
 }
 
+/**
+ * A SigningCa as it crosses to a gateway thread: the key as it is (a CryptoKey crosses by
+ * structured clone, unextractable still), the certificate as its PEM (an X509Certificate object
+ * does not cross), parsed again on the other side by signingCaFrom.
+ */
+export type PortableSigningCa = Omit<SigningCa, 'certificate'>;
+
+export function portableSigningCa(ca: SigningCa): PortableSigningCa {
+  const { certificate: _parsed, ...portable } = ca;
+  return portable;
+}
+
+export function signingCaFrom(portable: PortableSigningCa): SigningCa {
+  return { ...portable, certificate: new x509.X509Certificate(portable.certPem) };
+}
+
 /** A CA as `reins ca list` shows it: no private material. */
 export interface CaInfo extends CaRecord {
   readonly state: CaState;

@@ -17,9 +17,12 @@ export {
   type LoadCaOptions,
   listInterceptionCas,
   loadSigningCa,
+  type PortableSigningCa,
+  portableSigningCa,
   type RotateCaOptions,
   rotateInterceptionCa,
   type SigningCa,
+  signingCaFrom,
   type TrustBundle,
 } from './authority.ts';
 export { InterceptionCaError, type InterceptionCaErrorCode } from './errors.ts';
