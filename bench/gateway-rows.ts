@@ -66,7 +66,7 @@ export async function measureRows(rows: readonly Row[], schedule: Schedule): Pro
   }
 }
 
-export function chosen(r: Row, schedule: Schedule): boolean {
+export function chosen(r: Pick<Row, 'name'>, schedule: Pick<Schedule, 'only'>): boolean {
   return !schedule.only || schedule.only.split('|').some((text) => r.name.includes(text));
 }
 

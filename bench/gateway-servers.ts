@@ -18,23 +18,34 @@
 //   Given the HTTPS upstream, the first listener also tunnels to it: two more agents, one granted
 //   that origin whole (plain tunnels) and one granted `GET …/small` (inspected tunnels), with the
 //   interception CA made as the first `reins serve` makes it and the upstream CA trusted.
+// - reins on gateway threads (BENCH_GATEWAY_THREADS=<n>): the production path, as
+//   src/runtime/gateway.ts wires it for REINS_GATEWAY_WORKERS=<n>: startGatewayWorkers, n threads
+//   on one port, fed the live state, the key set and the interception CA by the main thread, which
+//   writes the audit rows (with their spool), the log line and the metrics of every exchange the
+//   threads send back. PGlite runs in a thread of its own there, as `reins serve` opens it. One
+//   listener, the token cached; no TLS upstream.
 //
 // The child tells its parent what it listens on over IPC, answers `stats`, and stops when the
 // parent disconnects.
 import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
 import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createSecureContext, TLSSocket } from 'node:tls';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { parseOpening } from '../src/egress/index.ts';
-import { AuditWriter, observeAudit, observeLog } from '../src/gateway/audit.ts';
+import { type Opening, parseOpening } from '../src/egress/index.ts';
+import { AuditWriter, type AuditWriterOptions, observeAudit, observeLog } from '../src/gateway/audit.ts';
+import { AuditSpool } from '../src/gateway/audit-spool.ts';
 import {
   ensureInterceptionCa,
   exportTrustBundle,
   LeafCache,
   loadSigningCa,
+  portableSigningCa,
 } from '../src/gateway/ca/index.ts';
 import { ExchangeStream } from '../src/gateway/events.ts';
 import { LiveState } from '../src/gateway/live-state.ts';
@@ -42,14 +53,25 @@ import { gatewayMetrics, observeMetrics } from '../src/gateway/metrics.ts';
 import { type Gateway, startGateway } from '../src/gateway/proxy.ts';
 import { tableResolver } from '../src/gateway/resolve.ts';
 import { localKeys, TokenVerifier } from '../src/gateway/token.ts';
+import { observedExchanges } from '../src/runtime/gateway.ts';
+import { startGatewayWorkers } from '../src/runtime/gateway-workers.ts';
 import { createLogger } from '../src/runtime/logger.ts';
 import { loadPublicJwks } from '../src/server/keys/index.ts';
+import type { Db } from '../src/store/db.ts';
 import { openPglite } from '../src/store/pglite.ts';
+import { openPgliteWorker } from '../src/store/pglite-worker.ts';
 import { makeCa } from '../test/gateway/tls-support.ts';
 import { sourcesOf, yaml } from '../test/policy/support.ts';
-import { basic, GATEWAY, requestToken, startAuthServer } from '../test/server/provider/support.ts';
+import {
+  type AuthServer,
+  basic,
+  GATEWAY,
+  requestToken,
+  startAuthServer,
+} from '../test/server/provider/support.ts';
 import { openPgInFreshSchema, type TestBackend } from '../test/support/db.ts';
 import {
+  type ReinsStats,
   type ReinsTls,
   type Role,
   type ServeMessage,
@@ -232,6 +254,63 @@ function tlsUpstream(): TlsUpstream | undefined {
   return port > 0 && caPem ? { port, caPem } : undefined;
 }
 
+/** The gateway may reach 127.0.0.1 on these ports only (REINS_GATEWAY_ALLOW_PRIVATE). */
+function openingsFor(ports: readonly number[]): Opening[] {
+  return ports.map((port) => {
+    const opening = parseOpening(`127.0.0.1/32:${port}`);
+    if (!opening.ok) throw new Error(opening.error.message);
+    return opening.opening;
+  });
+}
+
+/** A client_credentials token for one of the bench's agents, from the authorization server. */
+async function tokenOf(auth: AuthServer, agent: string): Promise<string> {
+  const { status, body } = await requestToken(
+    auth,
+    { grant_type: 'client_credentials' },
+    basic(agent, SECRET),
+  );
+  if (status !== 200) throw new Error(`token endpoint answered ${status}: ${JSON.stringify(body)}`);
+  return String(body.access_token);
+}
+
+/** Rows in audit_events. */
+async function auditRowsIn(db: Db): Promise<number> {
+  const { rows } = await db.query<{ n: string | number }>('select count(*) as n from audit_events');
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** The audit writer, its INSERT statements counted: rows per INSERT is what the audit costs hinges on. */
+function countedWriter(
+  db: Db,
+  log: ReturnType<typeof createLogger>,
+  options: AuditWriterOptions = {},
+): { audit: AuditWriter; statements: () => number } {
+  let statements = 0;
+  const counted = {
+    query: <R>(sql: string, params?: readonly unknown[]) => {
+      statements++;
+      return db.query<R>(sql, params);
+    },
+  };
+  return { audit: new AuditWriter(counted, log, options), statements: () => statements };
+}
+
+/** Answers the parent's `stats` with what `read` finds. */
+function answerStats(read: () => Promise<ReinsStats>): void {
+  process.on('message', (message: unknown) => {
+    if (message !== 'stats') return;
+    void read().then((stats) => send({ kind: 'stats', stats }));
+  });
+}
+
+/** Resolves once `done()` holds, or after ten seconds. */
+async function until(done: () => boolean): Promise<void> {
+  for (let waited = 0; !done() && waited < 10_000; waited += 20) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 async function serveReins(upstreamPort: number, backend: TestBackend): Promise<() => Promise<void>> {
   process.env[SECRET_ENV] = SECRET;
   const tls = tlsUpstream();
@@ -239,21 +318,9 @@ async function serveReins(upstreamPort: number, backend: TestBackend): Promise<(
   const { db } = auth;
   const log = createLogger('info', pino.destination({ dest: '/dev/null', sync: false }));
   const live = await LiveState.open(db);
-  // The audit writer's statements, counted: rows per INSERT is what the audit costs hinges on.
-  let auditStatements = 0;
-  const counted = {
-    query: <R>(sql: string, params?: readonly unknown[]) => {
-      auditStatements++;
-      return db.query<R>(sql, params);
-    },
-  };
-  const audit = new AuditWriter(counted, log);
+  const { audit, statements } = countedWriter(db, log);
   const metrics = gatewayMetrics(new Registry(), () => audit.depth);
-  const openings = [upstreamPort, ...(tls ? [tls.port] : [])].map((port) => {
-    const opening = parseOpening(`127.0.0.1/32:${port}`);
-    if (!opening.ok) throw new Error(opening.error.message);
-    return opening.opening;
-  });
+  const openings = openingsFor([upstreamPort, ...(tls ? [tls.port] : [])]);
   // As src/runtime/gateway.ts makes and loads it.
   await ensureInterceptionCa(db, { now: new Date(), warn: () => undefined });
   const leaves = new LeafCache(await loadSigningCa(db, { now: new Date() }));
@@ -301,41 +368,23 @@ async function serveReins(upstreamPort: number, backend: TestBackend): Promise<(
   observeMetrics(unobserved, metrics);
   const unaudited = await gatewayWith(verifiers.cached, unobserved);
 
-  const tokenOf = async (agent: string): Promise<string> => {
-    const { status, body } = await requestToken(
-      auth,
-      { grant_type: 'client_credentials' },
-      basic(agent, SECRET),
-    );
-    if (status !== 200) throw new Error(`token endpoint answered ${status}: ${JSON.stringify(body)}`);
-    return String(body.access_token);
-  };
   const tokens: string[] = [];
-  for (let i = 0; i < UNCACHED_TOKENS; i++) tokens.push(await tokenOf(AGENT));
+  for (let i = 0; i < UNCACHED_TOKENS; i++) tokens.push(await tokenOf(auth, AGENT));
   const tlsFacts: ReinsTls | undefined = tls && {
-    wholeToken: await tokenOf(WHOLE_AGENT),
-    scopedToken: await tokenOf(SCOPED_AGENT),
+    wholeToken: await tokenOf(auth, WHOLE_AGENT),
+    scopedToken: await tokenOf(auth, SCOPED_AGENT),
     interceptionCaPem: (await exportTrustBundle(db, new Date())).pem,
   };
 
-  process.on('message', (message: unknown) => {
-    if (message !== 'stats') return;
-    void (async () => {
-      for (let waited = 0; audit.depth > 0 && waited < 10_000; waited += 20) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      const { rows } = await db.query<{ n: string | number }>('select count(*) as n from audit_events');
-      send({
-        kind: 'stats',
-        stats: {
-          cached: { hits: verifiers.cached.hits, misses: verifiers.cached.misses },
-          uncached: { hits: verifiers.uncached.hits, misses: verifiers.uncached.misses },
-          auditRows: Number(rows[0]?.n ?? 0),
-          auditStatements,
-          keyReads,
-        },
-      });
-    })();
+  answerStats(async () => {
+    await until(() => audit.depth === 0);
+    return {
+      cached: { hits: verifiers.cached.hits, misses: verifiers.cached.misses },
+      uncached: { hits: verifiers.uncached.hits, misses: verifiers.uncached.misses },
+      auditRows: await auditRowsIn(db),
+      auditStatements: statements(),
+      keyReads,
+    };
   });
   send({
     kind: 'ready',
@@ -356,6 +405,100 @@ async function serveReins(upstreamPort: number, backend: TestBackend): Promise<(
   };
 }
 
+/**
+ * reins as `reins serve` runs it with REINS_GATEWAY_WORKERS=`count`, wired as
+ * src/runtime/gateway.ts wires it (the tokens and the policy as serveReins makes them). A process
+ * of its own per thread count, so that the CPU time charged to its rows is that of this gateway
+ * alone, and its main thread does what production's does and nothing more: the authorization
+ * server, the live state, the key set, the audit writer, the log line and the metrics.
+ */
+async function serveReinsThreaded(
+  upstreamPort: number,
+  backend: TestBackend,
+  count: number,
+): Promise<() => Promise<void>> {
+  process.env[SECRET_ENV] = SECRET;
+  const auth = await startAuthServer(backend, sourcesOf(benchPolicy(upstreamPort, undefined)));
+  const { db } = auth;
+  const log = createLogger('info', pino.destination({ dest: '/dev/null', sync: false }));
+  await ensureInterceptionCa(db, { now: new Date(), warn: () => undefined });
+  const ca = portableSigningCa(await loadSigningCa(db, { now: new Date() }));
+  const live = await LiveState.open(db, {
+    onError: (err: unknown) => log.warn({ err }, 'could not refresh the gateway state'),
+  });
+  // Production keeps the spool in the data directory; here, a directory removed at the end.
+  const spoolDir = await mkdtemp(join(tmpdir(), 'reins-bench-spool-'));
+  const spool = await AuditSpool.open(spoolDir);
+  const { audit, statements } = countedWriter(db, log, {
+    onError: (err: unknown) => log.warn({ err }, 'could not write audit rows (they are kept and retried)'),
+    spool,
+  });
+  const registry = new Registry();
+  const { events, metrics } = observedExchanges(audit, log, registry);
+  // The threads' token cache lookups, as they report them: the stats' `cached`.
+  const lookups = { hits: 0, misses: 0 };
+  let keyReads = 0;
+  // When the last exchange arrived from a thread: a thread sends its batch after answering, so
+  // the stats wait until the threads have been quiet for a moment, then for the writer.
+  let lastExchangeAt = 0;
+  events.subscribe(() => {
+    lastExchangeAt = performance.now();
+    return undefined;
+  });
+  const workers = await startGatewayWorkers({
+    count,
+    settings: {
+      host: '127.0.0.1',
+      port: 0,
+      issuer: auth.url,
+      audience: GATEWAY,
+      openings: openingsFor([upstreamPort]),
+      upstreamCa: undefined,
+      intercept: 'auto',
+      limits: {},
+      ca,
+      hosts: { [UPSTREAM_HOST]: ['127.0.0.1'] },
+    },
+    live,
+    loadKeys: () => {
+      keyReads++;
+      return loadPublicJwks(db);
+    },
+    events,
+    onLookup: (result, n) => {
+      lookups[result === 'hit' ? 'hits' : 'misses'] += n;
+      metrics.tokenCache.inc({ result }, n);
+    },
+    registry,
+    log,
+  });
+  if (workers.serving !== count) throw new Error(`${workers.serving} gateway threads serving, not ${count}`);
+  const tokens = [await tokenOf(auth, AGENT)];
+
+  answerStats(async () => {
+    await until(() => audit.depth === 0 && performance.now() - lastExchangeAt > 100);
+    return {
+      cached: { ...lookups },
+      uncached: { hits: 0, misses: 0 },
+      auditRows: await auditRowsIn(db),
+      auditStatements: statements(),
+      keyReads,
+    };
+  });
+  send({ kind: 'ready', url: `http://127.0.0.1:${workers.port}`, tokens });
+  return async () => {
+    // As src/runtime/gateway.ts stops it: every thread publishes what it began, then the audit
+    // queue is drained.
+    await workers.close();
+    await audit.drain();
+    await spool.close();
+    await live.close();
+    await auth.close();
+    log.flush();
+    await rm(spoolDir, { recursive: true, force: true });
+  };
+}
+
 // ---------------------------------------------------------------- child entry
 
 async function closeServer(server: http.Server): Promise<void> {
@@ -364,9 +507,14 @@ async function closeServer(server: http.Server): Promise<void> {
   await closed;
 }
 
-/** PGlite in memory, or a fresh schema (dropped at the end) of BENCH_DATABASE_URL / DATABASE_URL. */
-function backend(): TestBackend {
-  if (process.env.BENCH_GATEWAY_DB !== 'pg') return { name: 'pglite', open: () => openPglite('memory') };
+/**
+ * PGlite in memory (in a thread of its own for the threaded gateway, as `reins serve` opens it),
+ * or a fresh schema (dropped at the end) of BENCH_DATABASE_URL / DATABASE_URL.
+ */
+function backend(threaded: boolean): TestBackend {
+  if (process.env.BENCH_GATEWAY_DB !== 'pg') {
+    return { name: 'pglite', open: () => (threaded ? openPgliteWorker('memory') : openPglite('memory')) };
+  }
   const url = process.env.BENCH_DATABASE_URL || process.env.DATABASE_URL;
   if (!url) throw new Error('no BENCH_DATABASE_URL or DATABASE_URL');
   return { name: 'pg', open: () => openPgInFreshSchema(url) };
@@ -377,7 +525,14 @@ async function serve(role: Role): Promise<void> {
   if (role === 'upstream') stop = await serveUpstream();
   else if (role === 'upstream-tls') stop = await serveUpstreamTls();
   else if (role === 'bare') stop = await serveBare();
-  else stop = await serveReins(Number(process.env.BENCH_GATEWAY_UPSTREAM_PORT), backend());
+  else {
+    const upstreamPort = Number(process.env.BENCH_GATEWAY_UPSTREAM_PORT);
+    const threads = Number(process.env.BENCH_GATEWAY_THREADS) || 0;
+    stop =
+      threads > 0
+        ? await serveReinsThreaded(upstreamPort, backend(true), threads)
+        : await serveReins(upstreamPort, backend(false));
+  }
   if (process.connected) await once(process, 'disconnect');
   await stop();
 }

@@ -8,6 +8,9 @@
 //   one-entry token cache (every request verifies an ES256 signature) and, as an ablation, with
 //   the audit events dropped;
 // - reins on PostgreSQL, the same, when BENCH_DATABASE_URL or DATABASE_URL is set and reachable;
+// - reins on the production path, on each of those backends: the gateway on worker threads
+//   (startGatewayWorkers, as `reins serve` runs it with REINS_GATEWAY_WORKERS=1 and =2), audit on,
+//   the token cached, each thread count in a reins process of its own;
 // - squid from Debian with a one-domain allow-list (installed when missing in full runs;
 //   skipped with a note when it cannot be had).
 //
@@ -18,9 +21,12 @@
 // latency, each row shows the CPU time the proxy process spent per request (from /proc), which
 // other work on the machine disturbs much less than the rates. BENCH_GATEWAY_CPU_PROF=<dir>
 // writes a --cpu-prof profile of each Node server to <dir>; BENCH_GATEWAY_ONLY=<text>[|<text>…]
-// measures only the rows naming one of them; BENCH_GATEWAY_ROUNDS=<n> sets the rounds.
+// measures only the rows naming one of them (and starts no threaded reins whose row it leaves
+// out); BENCH_GATEWAY_ROUNDS=<n> sets the rounds.
+import { availableParallelism } from 'node:os';
 import { type Child, startChild } from './gateway-children.ts';
 import {
+  chosen,
   measureRows,
   type Row,
   ratio,
@@ -45,6 +51,17 @@ interface Reins {
   readonly label: string;
   readonly child: Child;
 }
+
+/** A reins whose gateway runs on `threads` worker threads (the production path). */
+interface Threaded extends Reins {
+  readonly threads: number;
+}
+
+/** How many gateway threads the threaded rows run with. */
+const THREAD_COUNTS = [1, 2] as const;
+
+const threadedName = (label: string, threads: number) =>
+  `reins, ${label}, ${threads} thread${threads === 1 ? '' : 's'}`;
 
 async function main(): Promise<void> {
   const schedule: Schedule = {
@@ -94,7 +111,28 @@ async function main(): Promise<void> {
       const options = bump ? { bump: { upstreamCaPem: upstreamTls.ready.caPem ?? '' } } : {};
       return optional(startSquid(found.path, UPSTREAM_HOST, options), bump ? 'squid ssl_bump' : 'squid');
     };
+    // The threaded reins, one process per backend and thread count; only those whose row is
+    // measured. PGlite's must start; PostgreSQL's is optional, as its other row is.
+    const backends = [
+      { label: 'PGlite', db: 'pglite', required: true },
+      ...(url ? [{ label: 'PostgreSQL', db: 'pg', required: false }] : []),
+    ];
+    const threadedStarts = backends.flatMap(({ label, db, required }) =>
+      THREAD_COUNTS.filter((threads) => chosen({ name: threadedName(label, threads) }, schedule)).map(
+        (threads) => {
+          const what = threadedName(label, threads);
+          const env = {
+            BENCH_GATEWAY_UPSTREAM_PORT: upstreamPort,
+            BENCH_GATEWAY_DB: db,
+            BENCH_GATEWAY_THREADS: String(threads),
+          };
+          const start = startChild('reins', `reins-${db}-${threads}-threads`, env);
+          return { label, threads, start: required ? start : optional(start, what) };
+        },
+      ),
+    );
     // Started together (PGlite's start dominates); each is stopped at the end if it started.
+    const threadedStarted = Promise.allSettled(threadedStarts.map(({ start }) => start));
     const started = await Promise.allSettled([
       startChild('bare', 'bare', { BENCH_GATEWAY_UPSTREAM_CA: upstreamTls.ready.caPem ?? '' }),
       startChild('reins', 'reins-pglite', reinsEnv('pglite')),
@@ -102,7 +140,8 @@ async function main(): Promise<void> {
       squidOf(false),
       squidOf(true),
     ] as const);
-    for (const result of started) {
+    const threadedResults = await threadedStarted;
+    for (const result of [...started, ...threadedResults]) {
       if (result.status === 'fulfilled' && result.value) stops.push(result.value.stop);
     }
     const bare = value(started[0]);
@@ -112,8 +151,14 @@ async function main(): Promise<void> {
     const squidBump = value(started[4]);
     const reins: Reins[] = [{ label: 'PGlite', child: pglite }];
     if (pg) reins.push({ label: 'PostgreSQL', child: pg });
+    const threaded: Threaded[] = [];
+    threadedResults.forEach((result, i) => {
+      const child = value(result);
+      const { label, threads } = threadedStarts[i] as (typeof threadedStarts)[number];
+      if (child) threaded.push({ label, threads, child });
+    });
 
-    await runPlainBench({ upstream, bare, reins, squid, schedule });
+    await runPlainBench({ upstream, bare, reins, threaded, squid, schedule });
     await runTlsBench({ upstream: upstreamTls, bare, reins, squid: squidBump, schedule });
   } finally {
     for (const stop of stops.reverse()) await stop();
@@ -124,11 +169,19 @@ interface PlainBench {
   readonly upstream: Child;
   readonly bare: Child;
   readonly reins: readonly Reins[];
+  readonly threaded: readonly Threaded[];
   readonly squid: Squid | undefined;
   readonly schedule: Schedule;
 }
 
-async function runPlainBench({ upstream, bare, reins, squid, schedule }: PlainBench): Promise<void> {
+async function runPlainBench({
+  upstream,
+  bare,
+  reins,
+  threaded,
+  squid,
+  schedule,
+}: PlainBench): Promise<void> {
   const upstreamPort = new URL(upstream.ready.url).port;
   const authority = `${UPSTREAM_HOST}:${upstreamPort}`;
   const viaProxy = (origin: string, extra: (n: number) => Record<string, string> = () => ({})) => ({
@@ -147,6 +200,8 @@ async function runPlainBench({ upstream, bare, reins, squid, schedule }: PlainBe
   const floor = row('bare Node proxy (floor)', bare.pid, viaProxy(bare.ready.url));
   const rows: Row[] = [direct, floor];
   const reinsRows: Row[] = [];
+  /** The threaded rows, by backend label then thread count. */
+  const threadedRows = new Map<string, Map<number, Row>>();
   for (const { label, child } of reins) {
     const tokens = bearer(child);
     const cached = row(
@@ -173,6 +228,19 @@ async function runPlainBench({ upstream, bare, reins, squid, schedule }: PlainBe
         viaProxy(unauditedUrl, () => tokens[0] ?? {}),
       ),
     );
+  }
+  // The production path: the gateway on worker threads, per backend, one row per thread count.
+  for (const { label, threads, child } of threaded) {
+    const token = bearer(child)[0] ?? {};
+    const r = row(
+      threadedName(label, threads),
+      child.pid,
+      viaProxy(child.ready.url, () => token),
+      true,
+    );
+    rows.push(r);
+    const byCount = threadedRows.get(label) ?? new Map<number, Row>();
+    threadedRows.set(label, byCount.set(threads, r));
   }
   const peer = squid
     ? row(
@@ -213,15 +281,30 @@ async function runPlainBench({ upstream, bare, reins, squid, schedule }: PlainBe
   console.log('');
   const hitRate = (s: { hits: number; misses: number }) =>
     `${((100 * s.hits) / Math.max(1, s.hits + s.misses)).toFixed(1)}%`;
+  // Each reins is a process of its own: its rows are the ones charged to its pid.
+  const auditedThrough = (child: Child) =>
+    rows.filter((r) => r.audited && r.pid === child.pid).reduce((n, r) => n + r.sent, 0);
+  const rowsPerInsert = (stats: { auditRows: number; auditStatements: number }) =>
+    (stats.auditRows / Math.max(1, stats.auditStatements)).toFixed(1);
+  // Nothing to say of a reins none of whose rows BENCH_GATEWAY_ONLY let through.
+  const measuredThrough = (child: Child) => rows.some((r) => r.pid === child.pid && r.cells.size > 0);
   for (const { label, child } of reins) {
+    if (!measuredThrough(child)) continue;
     const stats = await child.stats();
-    const sent = rows
-      .filter((r) => r.audited && r.name.startsWith(`reins (${label})`))
-      .reduce((n, r) => n + r.sent, 0);
     console.log(
-      `reins (${label}): ${stats.auditRows} audit rows written for ${sent} audited requests ` +
-        `(${(stats.auditRows / Math.max(1, stats.auditStatements)).toFixed(1)} rows per INSERT); token cache hits ` +
+      `reins (${label}): ${stats.auditRows} audit rows written for ${auditedThrough(child)} audited requests ` +
+        `(${rowsPerInsert(stats)} rows per INSERT); token cache hits ` +
         `${hitRate(stats.cached)} (default cache), ${hitRate(stats.uncached)} (one-entry cache)`,
+    );
+  }
+  for (const { label, threads, child } of threaded) {
+    if (!measuredThrough(child)) continue;
+    const stats = await child.stats();
+    const sent = auditedThrough(child);
+    console.log(
+      `${threadedName(label, threads)}: ${stats.auditRows} audit rows written for ${sent} audited requests ` +
+        `(${stats.auditRows === sent ? 'none missing' : 'SOME MISSING'}; ${rowsPerInsert(stats)} rows per INSERT); ` +
+        `token cache hits ${hitRate(stats.cached)} (each thread's own cache)`,
     );
   }
   for (const r of reinsRows) {
@@ -235,6 +318,58 @@ async function runPlainBench({ upstream, bare, reins, squid, schedule }: PlainBe
         `≥ 0.90× squid: ${verdict(vsPeer, `${vsPeer?.toFixed(2)}×`, (vsPeer ?? 0) >= 0.9)}; ` +
         `p99 < 10 ms: ${verdict(cell.p99, `${cell.p99.toFixed(2)} ms`, cell.p99 < 10)}`,
     );
+  }
+  reportThreadedTargets(threadedRows, floor);
+}
+
+/**
+ * The production path's targets, per backend at 50 connections: one gateway thread does at least
+ * 0.80× the bare Node proxy's requests/s; each thread count keeps p99 within 1.5× the bare
+ * proxy's; two threads are not slower than one.
+ */
+function reportThreadedTargets(
+  threadedRows: ReadonlyMap<string, ReadonlyMap<number, Row>>,
+  floor: Row,
+): void {
+  const connections = 50;
+  const floorP99 = floor.cells.get(connections)?.p99;
+  const p99Target = (r: Row): string => {
+    const p99 = r.cells.get(connections)?.p99;
+    const limit = floorP99 === undefined ? undefined : 1.5 * floorP99;
+    return (
+      `p99 ≤ 1.5× the bare Node proxy's${limit === undefined ? '' : ` (≤ ${limit.toFixed(2)} ms)`}: ` +
+      verdict(
+        limit === undefined ? undefined : p99,
+        `${p99?.toFixed(2)} ms`,
+        (p99 ?? Number.POSITIVE_INFINITY) <= (limit ?? 0),
+      )
+    );
+  };
+  // Two threads can only beat one where a CPU is free for the second: say how many there are.
+  if (threadedRows.size > 0) {
+    console.log(
+      `(${availableParallelism()} CPUs here, shared by the load generator, the upstream and the proxy measured)`,
+    );
+  }
+  for (const byCount of threadedRows.values()) {
+    const one = byCount.get(1);
+    const two = byCount.get(2);
+    if (one?.cells.has(connections)) {
+      const vsFloor = share(one, floor, connections);
+      console.log(
+        `target, ${one.name}, ${connections} connections: ` +
+          `≥ 0.80× bare Node proxy: ${verdict(vsFloor, `${vsFloor?.toFixed(2)}×`, (vsFloor ?? 0) >= 0.8)}; ` +
+          p99Target(one),
+      );
+    }
+    if (two?.cells.has(connections)) {
+      const vsOne = one && share(two, one, connections);
+      console.log(
+        `target, ${two.name}, ${connections} connections: ` +
+          `not slower than 1 thread: ${verdict(vsOne, `${vsOne?.toFixed(2)}×`, (vsOne ?? 0) >= 1)}; ` +
+          p99Target(two),
+      );
+    }
   }
 }
 

@@ -11,12 +11,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { JSONWebKeySet } from 'jose';
 import { LeafCache, signingCaFrom } from '../gateway/ca/index.ts';
-import { type ExchangeEvent, ExchangeStream, type TunnelEvent } from '../gateway/events.ts';
+import { ExchangeStream, type TunnelEvent } from '../gateway/events.ts';
 import { LiveMemory } from '../gateway/live-memory.ts';
 import { startGateway } from '../gateway/proxy.ts';
 import { cachedResolver, systemResolver, tableResolver } from '../gateway/resolve.ts';
 import { localKeys, TokenVerifier } from '../gateway/token.ts';
-import type { FromThread, GatewayThreadData, ToThread } from './gateway-messages.ts';
+import { type FromThread, type GatewayThreadData, packExchange, type ToThread } from './gateway-messages.ts';
 
 const data = workerData as GatewayThreadData;
 const port = parentPort;
@@ -42,7 +42,9 @@ const keys = localKeys(
 );
 
 // Exchanges, tunnel events and token-cache lookups on their way to the main thread.
-let exchanges: ExchangeEvent[] = [];
+/** Packed (packExchange): WIDTH values per exchange. */
+let exchanges: unknown[] = [];
+let exchangeCount = 0;
 let tunnels: TunnelEvent[] = [];
 let hits = 0;
 let misses = 0;
@@ -52,10 +54,11 @@ let roomWaiters: (() => void)[] = [];
 
 function flush(): void {
   flushing = false;
-  if (exchanges.length === 0 && tunnels.length === 0 && hits === 0 && misses === 0) return;
-  unacked += exchanges.length;
+  if (exchangeCount === 0 && tunnels.length === 0 && hits === 0 && misses === 0) return;
+  unacked += exchangeCount;
   send({ type: 'events', exchanges, tunnels, hits, misses });
   exchanges = [];
+  exchangeCount = 0;
   tunnels = [];
   hits = 0;
   misses = 0;
@@ -69,9 +72,10 @@ function soon(): void {
 
 const events = new ExchangeStream();
 events.subscribe((event) => {
-  exchanges.push(event);
+  packExchange(event, exchanges);
+  exchangeCount++;
   soon();
-  if (unacked + exchanges.length < data.maxUnacked) return undefined;
+  if (unacked + exchangeCount < data.maxUnacked) return undefined;
   return new Promise<void>((resolve) => roomWaiters.push(resolve));
 });
 events.onTunnel((event) => {
@@ -106,7 +110,7 @@ port.on('message', (message: ToThread) => {
     }
     case 'ack': {
       unacked -= message.count;
-      if (unacked + exchanges.length < data.maxUnacked && roomWaiters.length > 0) {
+      if (unacked + exchangeCount < data.maxUnacked && roomWaiters.length > 0) {
         const waiters = roomWaiters;
         roomWaiters = [];
         for (const resolve of waiters) resolve();

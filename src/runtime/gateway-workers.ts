@@ -26,7 +26,13 @@ import { DEFAULT_LIMITS } from '../gateway/core.ts';
 import type { ExchangeStream } from '../gateway/events.ts';
 import type { LiveState } from '../gateway/live-state.ts';
 import { threadModule } from '../threads/module.ts';
-import type { FromThread, GatewayThreadData, GatewayThreadSettings, ToThread } from './gateway-messages.ts';
+import {
+  type FromThread,
+  type GatewayThreadData,
+  type GatewayThreadSettings,
+  type ToThread,
+  unpackExchanges,
+} from './gateway-messages.ts';
 import type { Logger } from './logger.ts';
 
 const THREAD = threadModule('gateway-thread', import.meta.url);
@@ -187,8 +193,9 @@ export async function startGatewayWorkers(options: GatewayWorkersOptions): Promi
             }
             events.publishTunnel(event);
           }
-          for (const event of message.exchanges) events.publish(event);
-          const count = message.exchanges.length;
+          const exchanged = unpackExchanges(message.exchanges);
+          for (const event of exchanged) events.publish(event);
+          const count = exchanged.length;
           if (count === 0) return;
           exchanges.inc({ thread: String(index) }, count);
           const room = events.room();

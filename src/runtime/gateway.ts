@@ -13,7 +13,7 @@ import { AuditSpool } from '../gateway/audit-spool.ts';
 import { ensureInterceptionCa, loadSigningCa, portableSigningCa } from '../gateway/ca/index.ts';
 import { ExchangeStream } from '../gateway/events.ts';
 import { LiveState } from '../gateway/live-state.ts';
-import { gatewayMetrics, observeMetrics } from '../gateway/metrics.ts';
+import { type GatewayMetrics, gatewayMetrics, observeMetrics } from '../gateway/metrics.ts';
 import { loadPublicJwks } from '../server/keys/index.ts';
 import type { Db } from '../store/db.ts';
 import { startGatewayWorkers } from './gateway-workers.ts';
@@ -57,16 +57,7 @@ export async function startGatewayRuntime(
     onError: (err: unknown) => log.warn({ err }, 'could not write audit rows (they are kept and retried)'),
     ...(spool === undefined ? {} : { spool }),
   });
-  const metrics = gatewayMetrics(
-    registry,
-    () => audit.depth,
-    () => audit.spooled,
-  );
-  // What watches the gateway follows its event stream: the row, the log line, the metrics.
-  const events = new ExchangeStream();
-  observeAudit(events, audit);
-  observeLog(events, log);
-  observeMetrics(events, metrics);
+  const { events, metrics } = observedExchanges(audit, log, registry);
   let workers: Awaited<ReturnType<typeof startGatewayWorkers>>;
   try {
     workers = await startGatewayWorkers({
@@ -138,6 +129,27 @@ async function openSpool(config: Config, log: Logger): Promise<AuditSpool | unde
   if (spool.rows > 0)
     log.warn({ rows: spool.rows, spool: spool.dir }, 'writing audit rows a previous process spooled');
   return spool;
+}
+
+/**
+ * The one stream every gateway thread's exchanges are republished on, with what follows it: the
+ * row (back-pressure included), the log line, the metrics (benchmarks wire theirs with it too).
+ */
+export function observedExchanges(
+  audit: AuditWriter,
+  log: Logger,
+  registry: Registry,
+): { events: ExchangeStream; metrics: GatewayMetrics } {
+  const metrics = gatewayMetrics(
+    registry,
+    () => audit.depth,
+    () => audit.spooled,
+  );
+  const events = new ExchangeStream();
+  observeAudit(events, audit);
+  observeLog(events, log);
+  observeMetrics(events, metrics);
+  return { events, metrics };
 }
 
 export class GatewayConfigError extends Error {

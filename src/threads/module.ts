@@ -16,6 +16,15 @@ export function threadModule(name: string, importMetaUrl: string): ThreadModule 
   const extension = extname(fileURLToPath(importMetaUrl));
   return {
     url: new URL(`./${name}${extension}`, importMetaUrl),
-    execArgv: extension === '.ts' ? ['--import', 'tsx'] : [],
+    execArgv: [...profiling(), ...(extension === '.ts' ? ['--import', 'tsx'] : [])],
   };
+}
+
+/**
+ * The process's --cpu-prof flags, so that a profiled process profiles its threads too (the bench's
+ * BENCH_GATEWAY_CPU_PROF). Not its --cpu-prof-name: every thread would write the same file; each
+ * gets node's default name, which carries its thread id.
+ */
+function profiling(): string[] {
+  return process.execArgv.filter((arg) => arg.startsWith('--cpu-prof') && !arg.startsWith('--cpu-prof-name'));
 }

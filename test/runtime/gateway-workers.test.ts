@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ExchangeEvent } from '../../src/gateway/events.ts';
+import { packExchange, unpackExchanges } from '../../src/runtime/gateway-messages.ts';
 import type { Running } from '../../src/runtime/start.ts';
 import { revokeTree } from '../../src/server/provider/ledger.ts';
 import { type AgentPolicy, type Answer, agentToken, getThrough, startWithAgent } from '../support/runtime.ts';
@@ -137,6 +139,72 @@ describe('a gateway on two threads', () => {
     expect((after[0] ?? 0) - (before[0] ?? 0)).toBeGreaterThan(0);
     expect((after[1] ?? 0) - (before[1] ?? 0)).toBeGreaterThan(0);
   }, 60_000);
+});
+
+describe('an exchange on its way from a gateway thread', () => {
+  it('arrives with every field as the thread published it, through a real structured clone', () => {
+    const published: ExchangeEvent[] = [
+      {
+        kind: 'request',
+        tunnel: null,
+        time: new Date('2026-12-05T10:11:12.345Z'),
+        requestId: 'a1',
+        tenant: 'acme',
+        agent: 'report-agent',
+        subject: 'alice',
+        delegationChain: { sub: 'report-agent', act: { sub: 'portal' } },
+        jti: 'j1',
+        method: 'GET',
+        scheme: 'https',
+        host: 'api.example.com',
+        port: 443,
+        path: '/v1/x',
+        decision: 'allowed',
+        reason: null,
+        matchedRule: 'GET https://api.example.com/v1/',
+        resolvedAddress: '93.184.216.34',
+        inspected: true,
+        status: 200,
+        bytesIn: 10,
+        bytesOut: 20,
+        durationMs: 1.5,
+        decisionMs: 0.25,
+        upstreamMs: 1,
+        detail: null,
+      },
+      {
+        kind: 'connect',
+        tunnel: 'none',
+        time: new Date(0),
+        requestId: 'a2',
+        tenant: null,
+        agent: null,
+        subject: null,
+        delegationChain: null,
+        jti: null,
+        method: 'CONNECT',
+        scheme: null,
+        host: 'x.example',
+        port: 443,
+        path: null,
+        decision: 'denied',
+        reason: 'invalid_token',
+        matchedRule: null,
+        resolvedAddress: null,
+        inspected: false,
+        status: 407,
+        bytesIn: 0,
+        bytesOut: 0,
+        durationMs: 0,
+        decisionMs: null,
+        upstreamMs: null,
+        detail: 'missing',
+      },
+    ];
+    const packed: unknown[] = [];
+    for (const event of published) packExchange(event, packed);
+    expect(unpackExchanges(structuredClone(packed))).toEqual(published);
+  });
 });
 
 describe('what a gateway thread loads', () => {
