@@ -322,9 +322,31 @@ function isWhole(rule: Rule): boolean {
 
 // ---- 5. the addresses --------------------------------------------------------------------------
 
+// The cached resolver (resolve.ts) hands every request to a name the same answers array until
+// its TTL ends: parsed once per array, and each answer classified once per parsed octets, instead
+// of per request. Keyed by identity in WeakMaps, so a new answer (a new array) is parsed and
+// classified afresh, and nothing outlives the answers it was made from. Pure still: the same
+// input gives the same result; only the work is shared.
+const parsedAnswers = new WeakMap<readonly string[], readonly Bytes[]>();
+const classified = new WeakMap<Bytes, ReturnType<typeof classifyAddress>>();
+
 /** DNS answers as octets; an answer that is not an address is kept as invalid so it is refused. */
-function parseAnswers(addresses: readonly string[]): Bytes[] {
-  return addresses.map((answer) => parseAddress(answer) ?? INVALID);
+function parseAnswers(addresses: readonly string[]): readonly Bytes[] {
+  let parsed = parsedAnswers.get(addresses);
+  if (parsed === undefined) {
+    parsed = addresses.map((answer) => parseAddress(answer) ?? INVALID);
+    parsedAnswers.set(addresses, parsed);
+  }
+  return parsed;
+}
+
+function classifyOnce(bytes: Bytes): ReturnType<typeof classifyAddress> {
+  let verdict = classified.get(bytes);
+  if (verdict === undefined) {
+    verdict = classifyAddress(bytes);
+    classified.set(bytes, verdict);
+  }
+  return verdict;
 }
 
 /**
@@ -346,7 +368,7 @@ function checkAddresses(input: DecisionInput, answers: readonly Bytes[]): Denial
         `${describeHost(input.target)} resolves to something that is not an address`,
       );
     }
-    const verdict = classifyAddress(bytes);
+    const verdict = classifyOnce(bytes);
     if (verdict.public || isOpened(input.openings, bytes, input.target.port)) continue;
     const where =
       input.target.host.kind === 'name'

@@ -17,7 +17,7 @@ import { type GatewayMetrics, gatewayMetrics, observeMetrics } from '../gateway/
 import { loadPublicJwks } from '../server/keys/index.ts';
 import type { Db } from '../store/db.ts';
 import { startGatewayWorkers } from './gateway-workers.ts';
-import type { Logger } from './logger.ts';
+import { auditLineLogger, type Logger } from './logger.ts';
 
 export interface GatewayRuntime {
   readonly url: string;
@@ -147,7 +147,7 @@ export function observedExchanges(
   );
   const events = new ExchangeStream();
   observeAudit(events, audit);
-  observeLog(events, log);
+  observeLog(events, auditLineLogger(log));
   observeMetrics(events, metrics);
   return { events, metrics };
 }

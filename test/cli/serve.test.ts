@@ -130,8 +130,15 @@ describe('reins serve', () => {
       'http://example.com/',
     ]);
     expect(JSON.parse(stdout)).toMatchObject({ error: 'egress_denied', reason: 'no_matching_rule' });
-    const metrics = await (await fetch(`${adminUrl}/metrics`)).text();
-    expect(metrics).toContain('reins_gateway_decisions_total{outcome="denied",reason="no_matching_rule"} 1');
+    // A gateway thread hands its exchange to the main thread, which counts it, just after the
+    // answer went out: the scrape waits for it (a few milliseconds), bounded.
+    const counted = 'reins_gateway_decisions_total{outcome="denied",reason="no_matching_rule"} 1';
+    let metrics = '';
+    for (let i = 0; i < 100 && !metrics.includes(counted); i++) {
+      if (i > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+      metrics = await (await fetch(`${adminUrl}/metrics`)).text();
+    }
+    expect(metrics).toContain(counted);
     expect(metrics).toContain('reins_gateway_token_cache_total{result="miss"} 1');
   }, 60_000);
 

@@ -17,7 +17,7 @@ import { ECS_VERSION } from '../../src/gateway/audit-format.ts';
 import { AuditSpool } from '../../src/gateway/audit-spool.ts';
 import { type ExchangeEvent, ExchangeStream } from '../../src/gateway/events.ts';
 import type { Reason } from '../../src/gateway/reasons.ts';
-import { createLogger } from '../../src/runtime/logger.ts';
+import { auditLineLogger, createLogger } from '../../src/runtime/logger.ts';
 import type { Db, Queryable } from '../../src/store/db.ts';
 import { openMigratedDb, testBackends, uniqueName } from '../support/db.ts';
 
@@ -67,15 +67,18 @@ function exchanged(overrides: Partial<AuditEvent> = {}): ExchangeEvent {
   };
 }
 
+/** The gateway's audit line logger as the runtime makes it: without redaction (logger.ts). */
 function capturedLogger() {
   const lines: Record<string, unknown>[] = [];
   const raw: string[] = [];
-  const logger = createLogger('info', {
-    write(line: string) {
-      raw.push(line);
-      lines.push(JSON.parse(line) as Record<string, unknown>);
-    },
-  });
+  const logger = auditLineLogger(
+    createLogger('info', {
+      write(line: string) {
+        raw.push(line);
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      },
+    }),
+  );
   return { logger, lines, raw };
 }
 

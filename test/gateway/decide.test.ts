@@ -194,6 +194,25 @@ describe('resolution', () => {
   });
 });
 
+describe('answers shared between requests (the cached resolver hands out one array per name)', () => {
+  it('give the same decision each time, and a new answer for the name is judged afresh', () => {
+    const cached = ['93.184.216.34'];
+    const first = decide(input({ addresses: cached }));
+    expect(decide(input({ addresses: cached }))).toEqual(first);
+    expect(first).toMatchObject({ verdict: 'allow', address: '93.184.216.34' });
+    // The TTL ended and the name now resolves into private space: a new array, refused.
+    expect(decide(input({ addresses: ['10.0.0.5'] }))).toMatchObject({
+      verdict: 'deny',
+      reason: 'forbidden_address',
+    });
+    // The same answer under other live state (another tenant now owns the address) is judged again too.
+    const owned = decide(
+      input({ addresses: cached, ownership: [owner('globex', rules('https://93.184.216.34'))] }),
+    );
+    expect(owned).toMatchObject({ verdict: 'deny', reason: 'cross_tenant' });
+  });
+});
+
 describe('addresses', () => {
   const internal = (port: number, opened: Opening[]) =>
     granting([`https://10.1.2.0/24:${port}`], {
