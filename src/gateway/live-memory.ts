@@ -64,11 +64,6 @@ export class LiveMemory {
     return this.#revoked.has(jti);
   }
 
-  /** When a revoked token expires anyway; undefined when it is not held (not revoked, or expired). */
-  revokedUntil(jti: string): number | undefined {
-    return this.#revoked.get(jti);
-  }
-
   isQuarantined(tenant: string, agent: string): boolean {
     return this.#quarantined.get(tenant)?.has(agent) === true;
   }
