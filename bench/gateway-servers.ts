@@ -297,6 +297,17 @@ function countedWriter(
 }
 
 /** Answers the parent's `stats` with what `read` finds. */
+/** The tokens and the interception CA the HTTPS rows use, when there is an HTTPS upstream. */
+async function tlsFactsOf(auth: AuthServer, tls: TlsUpstream | undefined): Promise<ReinsTls | undefined> {
+  return (
+    tls && {
+      wholeToken: await tokenOf(auth, WHOLE_AGENT),
+      scopedToken: await tokenOf(auth, SCOPED_AGENT),
+      interceptionCaPem: (await exportTrustBundle(auth.db, new Date())).pem,
+    }
+  );
+}
+
 function answerStats(read: () => Promise<ReinsStats>): void {
   process.on('message', (message: unknown) => {
     if (message !== 'stats') return;
@@ -370,11 +381,7 @@ async function serveReins(upstreamPort: number, backend: TestBackend): Promise<(
 
   const tokens: string[] = [];
   for (let i = 0; i < UNCACHED_TOKENS; i++) tokens.push(await tokenOf(auth, AGENT));
-  const tlsFacts: ReinsTls | undefined = tls && {
-    wholeToken: await tokenOf(auth, WHOLE_AGENT),
-    scopedToken: await tokenOf(auth, SCOPED_AGENT),
-    interceptionCaPem: (await exportTrustBundle(db, new Date())).pem,
-  };
+  const tlsFacts = await tlsFactsOf(auth, tls);
 
   answerStats(async () => {
     await until(() => audit.depth === 0);
@@ -418,7 +425,8 @@ async function serveReinsThreaded(
   count: number,
 ): Promise<() => Promise<void>> {
   process.env[SECRET_ENV] = SECRET;
-  const auth = await startAuthServer(backend, sourcesOf(benchPolicy(upstreamPort, undefined)));
+  const tls = tlsUpstream();
+  const auth = await startAuthServer(backend, sourcesOf(benchPolicy(upstreamPort, tls)));
   const { db } = auth;
   const log = createLogger('info', pino.destination({ dest: '/dev/null', sync: false }));
   await ensureInterceptionCa(db, { now: new Date(), warn: () => undefined });
@@ -452,8 +460,8 @@ async function serveReinsThreaded(
       port: 0,
       issuer: auth.url,
       audience: GATEWAY,
-      openings: openingsFor([upstreamPort]),
-      upstreamCa: undefined,
+      openings: openingsFor([upstreamPort, ...(tls ? [tls.port] : [])]),
+      upstreamCa: tls?.caPem,
       intercept: 'auto',
       limits: {},
       ca,
@@ -474,6 +482,7 @@ async function serveReinsThreaded(
   });
   if (workers.serving !== count) throw new Error(`${workers.serving} gateway threads serving, not ${count}`);
   const tokens = [await tokenOf(auth, AGENT)];
+  const tlsFacts = await tlsFactsOf(auth, tls);
 
   answerStats(async () => {
     await until(() => audit.depth === 0 && performance.now() - lastExchangeAt > 100);
@@ -485,7 +494,7 @@ async function serveReinsThreaded(
       keyReads,
     };
   });
-  send({ kind: 'ready', url: `http://127.0.0.1:${workers.port}`, tokens });
+  send({ kind: 'ready', url: `http://127.0.0.1:${workers.port}`, tokens, tls: tlsFacts });
   return async () => {
     // As src/runtime/gateway.ts stops it: every thread publishes what it began, then the audit
     // queue is drained.

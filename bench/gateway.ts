@@ -60,8 +60,9 @@ interface Threaded extends Reins {
 /** How many gateway threads the threaded rows run with. */
 const THREAD_COUNTS = [1, 2] as const;
 
-const threadedName = (label: string, threads: number) =>
-  `reins, ${label}, ${threads} thread${threads === 1 ? '' : 's'}`;
+const threadedLabel = (label: string, threads: number) =>
+  `${label}, ${threads} thread${threads === 1 ? '' : 's'}`;
+const threadedName = (label: string, threads: number) => `reins, ${threadedLabel(label, threads)}`;
 
 async function main(): Promise<void> {
   const schedule: Schedule = {
@@ -121,11 +122,7 @@ async function main(): Promise<void> {
       THREAD_COUNTS.filter((threads) => chosen({ name: threadedName(label, threads) }, schedule)).map(
         (threads) => {
           const what = threadedName(label, threads);
-          const env = {
-            BENCH_GATEWAY_UPSTREAM_PORT: upstreamPort,
-            BENCH_GATEWAY_DB: db,
-            BENCH_GATEWAY_THREADS: String(threads),
-          };
+          const env = { ...reinsEnv(db), BENCH_GATEWAY_THREADS: String(threads) };
           const start = startChild('reins', `reins-${db}-${threads}-threads`, env);
           return { label, threads, start: required ? start : optional(start, what) };
         },
@@ -159,7 +156,12 @@ async function main(): Promise<void> {
     });
 
     await runPlainBench({ upstream, bare, reins, threaded, squid, schedule });
-    await runTlsBench({ upstream: upstreamTls, bare, reins, squid: squidBump, schedule });
+    // The threaded reins inspect too: the production path's row of the inspected-tunnel target.
+    const tlsReins = [
+      ...reins,
+      ...threaded.map(({ label, threads, child }) => ({ label: threadedLabel(label, threads), child })),
+    ];
+    await runTlsBench({ upstream: upstreamTls, bare, reins: tlsReins, squid: squidBump, schedule });
   } finally {
     for (const stop of stops.reverse()) await stop();
   }

@@ -26,38 +26,28 @@
 //
 // Each connection costs a file descriptor here and in reins, a tunnel two on each side: when the
 // open-file limit (ulimit -n) is too low for 1,000 of each, fewer are opened, with a note.
-// BENCH_MEMORY_CLI=built runs bin/reins.js on dist/ instead of the sources (see `cli` below).
+// BENCH_SERVE_CLI=built runs bin/reins.js on dist/ instead of the sources (bench/serve-process.ts).
 // BENCH_SMOKE=1: 50 connections, PGlite only, one start each.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { openPg } from '../src/store/pg.ts';
 import { smoke, table } from './harness.ts';
-
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
-// The same entry as bin/reins.js, on src/ through tsx (as test/cli/operate.test.ts runs serve).
-const ENTRY =
-  "const { main } = await import('./src/cli/main.ts');" +
-  "process.exitCode = await main(['node', 'reins', ...process.argv.slice(1)]);";
-/**
- * How serve is run: from the sources through tsx (every thread loads tsx and compiles the modules
- * it imports, which costs memory a deployment does not pay), or with BENCH_MEMORY_CLI=built as a
- * deployment runs it, bin/reins.js on dist/ (build it first: npm run build).
- */
-const cli =
-  process.env.BENCH_MEMORY_CLI === 'built'
-    ? { what: 'bin/reins.js on the built dist/', args: ['bin/reins.js', 'serve'] }
-    : {
-        what: 'from the sources through tsx',
-        args: ['--import', 'tsx', '--input-type=module', '--eval', ENTRY, '--', 'serve'],
-      };
+import {
+  type Backend,
+  cli,
+  type Prepared,
+  pglite,
+  postgres,
+  type Serve,
+  serveEnv,
+  sleep,
+  startServe,
+  tokenFor,
+} from './serve-process.ts';
 
 const WANTED_CONNECTIONS = smoke ? 50 : 1_000;
 const WORKER_COUNTS = [1, 2] as const;
@@ -127,68 +117,6 @@ async function startUpstreams(): Promise<Upstreams> {
 }
 
 // ---------------------------------------------------------------- reins serve
-
-interface Serve {
-  readonly pid: number;
-  readonly tokenUrl: string;
-  readonly gateway: { readonly host: string; readonly port: number };
-  stop(): Promise<void>;
-}
-
-const RUNNING = /reins is running: authorization server (\S+) .*gateway (\S+), admin (\S+)\n/;
-
-/** Starts `reins serve` with `env` and waits for the line that says where it listens. */
-async function startServe(env: Record<string, string>): Promise<Serve> {
-  const child: ChildProcess = spawn(process.execPath, cli.args, {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const closed = once(child, 'close');
-  // Every exchange is logged: keep reading the pipes (kept: the last 64 KiB, for a failure's
-  // message), or serve would block on a full one.
-  let output = '';
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString('utf8')).slice(-65_536);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    await closed;
-    clearTimeout(timer);
-  };
-  const deadline = Date.now() + 120_000;
-  while (!RUNNING.test(output)) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      await stop();
-      throw new Error(`reins serve did not start:\n${output}`);
-    }
-    await Promise.race([once(child.stdout as NodeJS.ReadableStream, 'data'), closed, sleep(1_000)]);
-  }
-  const match = RUNNING.exec(output) as RegExpExecArray;
-  const gateway = new URL(match[2] as string);
-  if (child.pid === undefined) throw new Error('reins serve has no pid');
-  return {
-    pid: child.pid,
-    tokenUrl: `${match[1]}/token`,
-    gateway: { host: gateway.hostname, port: Number(gateway.port) },
-    stop,
-  };
-}
-
-async function tokenFor(serve: Serve, agent: string): Promise<string> {
-  const response = await fetch(serve.tokenUrl, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${agent}:${SECRET}`).toString('base64')}` },
-    body: new URLSearchParams({ grant_type: 'client_credentials' }),
-  });
-  const body = (await response.json()) as { access_token?: string };
-  if (!body.access_token) throw new Error(`no token for ${agent}: ${JSON.stringify(body)}`);
-  return body.access_token;
-}
 
 /** VmRSS of `pid` in bytes (all its threads: the gateway's, PGlite's, the main one). */
 function rssOf(pid: number): number {
@@ -300,12 +228,6 @@ interface Readings {
   readonly tunnels: number;
 }
 
-interface Backend {
-  readonly label: string;
-  /** Environment for one serve, and what to do once it stopped. */
-  prepare(work: string): Promise<{ env: Record<string, string>; cleanup(): Promise<void> }>;
-}
-
 async function measureServe(
   backend: Backend,
   workers: number,
@@ -313,42 +235,18 @@ async function measureServe(
   connections: number,
 ): Promise<Readings> {
   const work = await mkdtemp(join(tmpdir(), 'reins-bench-memory-'));
-  const policies = join(work, 'policies');
-  await mkdir(policies);
-  await writeFile(
-    join(policies, 'memory.yaml'),
-    [
-      'tenant: memory',
-      'agents:',
-      `  ${FETCHER}:`,
-      `    auth: { method: client_secret_basic, secret_env: ${SECRET_ENV} }`,
-      `    egress: ["GET http://127.0.0.1:${upstreams.httpPort}/"]`,
-      // The whole origin: its CONNECT gets a plain tunnel, spliced, not inspected.
-      `  ${TUNNELLER}:`,
-      `    auth: { method: client_secret_basic, secret_env: ${SECRET_ENV} }`,
-      `    egress: ["https://127.0.0.1:${upstreams.tcpPort}/"]`,
-      '',
-    ].join('\n'),
-  );
   const sockets: net.Socket[] = [];
-  let prepared: Awaited<ReturnType<Backend['prepare']>> | undefined;
+  let prepared: Prepared | undefined;
   let serve: Serve | undefined;
   try {
     prepared = await backend.prepare(work);
-    serve = await startServe({
-      ...prepared.env,
-      REINS_POLICIES: policies,
-      REINS_HOST: '127.0.0.1',
-      REINS_PORT: '0',
-      REINS_GATEWAY_PORT: '0',
-      REINS_ADMIN_PORT: '0',
-      REINS_GATEWAY_ALLOW_PRIVATE: '127.0.0.1/32',
-      REINS_GATEWAY_WORKERS: String(workers),
-      REINS_LOG_LEVEL: 'info',
-      REINS_ADMIN_TOKEN: '',
-      REINS_SERVER: '',
-      [SECRET_ENV]: SECRET,
-    });
+    const agents = [
+      { name: FETCHER, egress: `GET http://127.0.0.1:${upstreams.httpPort}/` },
+      // The whole origin: its CONNECT gets a plain tunnel, spliced, not inspected.
+      { name: TUNNELLER, egress: `https://127.0.0.1:${upstreams.tcpPort}/` },
+    ];
+    const policy = { tenant: 'memory', agents, secretEnv: SECRET_ENV, secret: SECRET };
+    serve = await startServe(await serveEnv(work, prepared, policy, String(workers)));
     const { gateway, pid } = serve;
     const reading = async () => {
       await sleep(SETTLE_MS);
@@ -356,14 +254,14 @@ async function measureServe(
     };
     const idle = await reading();
 
-    const fetchToken = await tokenFor(serve, FETCHER);
+    const fetchToken = await tokenFor(serve, FETCHER, SECRET);
     const kept = await openMany(connections, () => keepAlive(gateway, upstreams.httpPort, fetchToken));
     sockets.push(...kept);
     const keepAlives = await reading();
 
     const tunnelTokens: string[] = [];
     for (let i = 0; i < Math.ceil(connections / TUNNELS_PER_TOKEN); i++) {
-      tunnelTokens.push(await tokenFor(serve, TUNNELLER));
+      tunnelTokens.push(await tokenFor(serve, TUNNELLER, SECRET));
     }
     const tunnels = await openMany(connections, (i) =>
       tunnel(gateway, upstreams.tcpPort, tunnelTokens[Math.floor(i / TUNNELS_PER_TOKEN)] as string),
@@ -388,44 +286,6 @@ async function measureServe(
 
 // ---------------------------------------------------------------- backends and limits
 
-const pglite: Backend = {
-  label: 'PGlite',
-  async prepare(work) {
-    return { env: { DATABASE_URL: '', REINS_DATA_DIR: join(work, 'data') }, cleanup: async () => undefined };
-  },
-};
-
-/** A fresh database on the server of `url`, created for one serve and dropped after it. */
-function postgres(url: string): Backend {
-  // The database is the URL's path (postgres://user@host/db?…; the host may be empty, so the
-  // WHATWG URL parser cannot be used): swapped for the fresh one.
-  const swap = /^(postgres(?:ql)?:\/\/[^/?]*\/)([^?]*)/i;
-  if (!swap.test(url)) throw new Error('BENCH_DATABASE_URL names no database (postgres://…/DATABASE)');
-  return {
-    label: 'PostgreSQL',
-    async prepare(work) {
-      const name = `reins_bench_memory_${randomBytes(6).toString('hex')}`;
-      const admin = await openPg(url);
-      try {
-        await admin.query(`create database ${name}`);
-      } finally {
-        await admin.close();
-      }
-      return {
-        env: { DATABASE_URL: url.replace(swap, `$1${name}`), REINS_DATA_DIR: join(work, 'data') },
-        async cleanup() {
-          const again = await openPg(url);
-          try {
-            await again.query(`drop database if exists ${name} with (force)`);
-          } finally {
-            await again.close();
-          }
-        },
-      };
-    },
-  };
-}
-
 /** The soft open-file limit (ulimit -n) this process and reins, its child, run under. */
 function openFileLimit(): number {
   const limits = readFileSync('/proc/self/limits', 'utf8');
@@ -446,10 +306,6 @@ function connectionCount(): number {
     `bench/memory: the open-file limit is ${limit} (ulimit -n): ${Math.max(0, fits)} connections of each kind, not ${WANTED_CONNECTIONS}`,
   );
   return Math.max(0, fits);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 // ---------------------------------------------------------------- the report

@@ -17,8 +17,8 @@ import { type AgentPolicy, agentToken, getThrough, startWithAgent } from '../sup
 
 const URL_OF_TESTS = testDatabaseUrl();
 const CLIENTS = 8;
-/** Long enough for every retry and reconnect path to run several times; the bench holds 30 s. */
-const OUTAGE_MS = 3_000;
+/** The issue's outage: long enough for every retry and reconnect path to run many times over. */
+const OUTAGE_SECONDS = 30;
 
 /** A TCP relay to PostgreSQL (its unix socket here) that the test can cut and restore. */
 class Relay {
@@ -124,11 +124,14 @@ describe.runIf(URL_OF_TESTS !== undefined)('a gateway on PostgreSQL through an o
     relay.stop();
     phase = 'during';
     const downAt = performance.now();
-    await wait(OUTAGE_MS - 1_000);
-    const lateStart = answered.during;
-    await wait(1_000);
+    // Answers in each second of the outage: none may be silent.
+    const perSecond: number[] = [];
+    for (let second = 0; second < OUTAGE_SECONDS; second++) {
+      const before = answered.during;
+      await wait(1_000);
+      perSecond.push(answered.during - before);
+    }
     const duringBeforeRestore = answered.during;
-    const lastSecond = duringBeforeRestore - lateStart;
     const metrics = await (await fetch(`${running.admin.url}/metrics`)).text();
     const spooled = Number(/^reins_gateway_audit_spooled (\S+)$/m.exec(metrics)?.[1]);
     relay.restore();
@@ -139,13 +142,15 @@ describe.runIf(URL_OF_TESTS !== undefined)('a gateway on PostgreSQL through an o
     agent.destroy();
 
     expect([...statuses]).toEqual([200]);
-    // Traffic went on through the whole outage (before the spool it stopped within seconds, not
-    // even answering 407s, once 10,000 rows were queued).
-    expect(duringBeforeRestore).toBeGreaterThan(100);
-    expect(lastSecond).toBeGreaterThan(50);
+    // Traffic went on through the whole outage, every second of it (before the spool it stopped
+    // within seconds, not even answering 407s, once 10,000 rows were queued). The bar per second
+    // is low because other test files share the machine; a stall answers none.
+    expect(perSecond).toHaveLength(OUTAGE_SECONDS);
+    expect(Math.min(...perSecond)).toBeGreaterThan(10);
+    expect(duringBeforeRestore).toBeGreaterThan(1_000);
     // Their rows waited in the spool file, not in memory.
     expect(spooled).toBeGreaterThan(0);
-    expect(performance.now() - downAt).toBeGreaterThanOrEqual(OUTAGE_MS);
+    expect(performance.now() - downAt).toBeGreaterThanOrEqual(OUTAGE_SECONDS * 1_000);
 
     // Every request the upstream received has its row, each client's in the order it sent them.
     const { host, port } = admin as unknown as { host: string; port: number };
@@ -158,7 +163,7 @@ describe.runIf(URL_OF_TESTS !== undefined)('a gateway on PostgreSQL through an o
             `select path from audit_events where agent = 'steady' order by id`,
           )
         ).rows;
-      for (let i = 0; i < 400 && (await read()).length < received.length; i++) await wait(50);
+      for (let i = 0; i < 1_200 && (await read()).length < received.length; i++) await wait(50);
       const paths = (await read()).map((r) => r.path);
       expect(paths).toHaveLength(received.length);
       expect([...paths].sort()).toEqual([...received].sort());
@@ -169,5 +174,5 @@ describe.runIf(URL_OF_TESTS !== undefined)('a gateway on PostgreSQL through an o
     } finally {
       await check.end();
     }
-  }, 120_000);
+  }, 240_000);
 });
