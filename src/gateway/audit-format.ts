@@ -46,10 +46,26 @@ function hostAddress(host: string | null): string | null {
   return host.startsWith('[') ? host.slice(1, -1) : host;
 }
 
-/** `members` without its null and undefined ones; undefined when none is left. */
+/**
+ * `members` without its null and undefined ones; undefined when none is left. `members` itself
+ * when it has none to drop (most of a line's objects): this runs for every exchange, and copying
+ * through entry arrays was a third of building a line.
+ */
 function present(members: Record<string, unknown>): Record<string, unknown> | undefined {
-  const entries = Object.entries(members).filter(([, value]) => value !== null && value !== undefined);
-  return entries.length === 0 ? undefined : Object.fromEntries(entries);
+  let kept = 0;
+  let dropped = 0;
+  for (const key in members) {
+    if (members[key] === null || members[key] === undefined) dropped++;
+    else kept++;
+  }
+  if (kept === 0) return undefined;
+  if (dropped === 0) return members;
+  const out: Record<string, unknown> = {};
+  for (const key in members) {
+    const value = members[key];
+    if (value !== null && value !== undefined) out[key] = value;
+  }
+  return out;
 }
 
 /**

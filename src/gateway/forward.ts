@@ -98,17 +98,23 @@ function formatHost(bytes: readonly number[]): string {
 
 /** The upstream's response headers, fit to relay to the client. */
 export function responseHeaders(upstream: IncomingMessage): OutgoingHttpHeaders {
-  const named = connectionTokens(upstream.headers.connection);
+  const { headers } = upstream;
+  const named = connectionTokens(headers.connection);
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(upstream.headers)) {
+  for (const name in headers) {
+    const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
     out[name] = value;
   }
   return out;
 }
 
-function connectionTokens(value: string | string[] | undefined): Set<string> {
-  const text = Array.isArray(value) ? value.join(',') : (value ?? '');
+/** What a message without a Connection header names: nothing (shared: asked on every message). */
+const NO_TOKENS: ReadonlySet<string> = new Set();
+
+function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> {
+  if (value === undefined) return NO_TOKENS;
+  const text = Array.isArray(value) ? value.join(',') : value;
   return new Set(
     text
       .split(',')

