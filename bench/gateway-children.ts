@@ -19,13 +19,18 @@ export interface Child {
   stop(): Promise<void>;
 }
 
+/** BENCH_GATEWAY_NODE_FLAGS: extra flags for every server's node, e.g. `--trace-gc-nvp`. */
+function nodeFlags(): string[] {
+  return (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
+}
+
 export async function startChild(role: Role, name: string, env: Record<string, string> = {}): Promise<Child> {
   const profileDir = process.env.BENCH_GATEWAY_CPU_PROF;
   const profile = profileDir
     ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`]
     : [];
   const child: ChildProcess = fork(SERVERS, [], {
-    execArgv: ['--import', 'tsx', ...profile],
+    execArgv: ['--import', 'tsx', ...profile, ...nodeFlags()],
     env: { ...process.env, ...env, BENCH_GATEWAY_SERVE: role },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

@@ -22,7 +22,8 @@
 // other work on the machine disturbs much less than the rates. BENCH_GATEWAY_CPU_PROF=<dir>
 // writes a --cpu-prof profile of each Node server to <dir>; BENCH_GATEWAY_ONLY=<text>[|<text>…]
 // measures only the rows naming one of them (and starts no threaded reins whose row it leaves
-// out); BENCH_GATEWAY_ROUNDS=<n> sets the rounds.
+// out); BENCH_GATEWAY_ROUNDS=<n> sets the rounds; BENCH_GATEWAY_NODE_FLAGS="<flags>" starts every
+// server's node with them (`--trace-gc-nvp` shows what each isolate's scavenges keep and promote).
 import { availableParallelism } from 'node:os';
 import { type Child, startChild } from './gateway-children.ts';
 import {

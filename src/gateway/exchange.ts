@@ -80,6 +80,11 @@ export class Exchange {
   finish(reason: Reason | null, status: number | null, detail: string | null = null): void {
     if (this.#finished) return;
     this.#finished = true;
+    // The transport's closure holds its sockets, messages and upstream request. A finished
+    // exchange can stay reachable for a while (a keep-alive connection's last request listens to
+    // it until the next one comes): dropping the closure lets all of that die young, where keeping
+    // it promoted every request's objects to the old generation (docs/performance.md, issue 13).
+    this.abort = undefined;
     this.#inFlight.delete(this);
     const { facts, target } = this;
     const event: ExchangeEvent = {

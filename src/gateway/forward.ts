@@ -33,9 +33,18 @@ export interface Upstreams {
  * The roots and `extraCa` go in as one secure context made here, not as a `ca` option: https.Agent
  * writes a `ca` option into the pool key of every request (some 200 kB of PEM joined each time)
  * and parses it again for every new connection — measured at 2.4 ms of CPU per inspected request.
+ *
+ * `timeoutMs` bounds an upstream's silence, during a request (its ClientRequest emits 'timeout',
+ * requests.ts answers 504) and idle in the pool alike. It is the agents' option rather than each
+ * request's: a per-request `timeout` gives the socket one more timer and bound function per
+ * request (the request's, then the pool's again on release).
  */
-export function upstreamAgents(extraCa: string | undefined, socketsPerOrigin = 256): Upstreams {
-  const options = { keepAlive: true, maxSockets: socketsPerOrigin, maxFreeSockets: 64, timeout: 60_000 };
+export function upstreamAgents(
+  extraCa: string | undefined,
+  socketsPerOrigin = 256,
+  timeoutMs = 30_000,
+): Upstreams {
+  const options = { keepAlive: true, maxSockets: socketsPerOrigin, maxFreeSockets: 64, timeout: timeoutMs };
   return {
     http: new http.Agent(options),
     https: new https.Agent({

@@ -43,7 +43,11 @@ export interface Gateway {
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
-  const upstreams = upstreamAgents(options.upstreamCa, limits.upstreamSocketsPerOrigin);
+  const upstreams = upstreamAgents(
+    options.upstreamCa,
+    limits.upstreamSocketsPerOrigin,
+    limits.upstreamTimeoutMs,
+  );
 
   const server = http.createServer(serverOptions(limits));
   // Bytes stalled mid-request (a body that stops, an answer that stops) close the connection after

@@ -233,7 +233,7 @@ function send(
   lease: Lease,
   servername: string | undefined,
 ): void {
-  const { limits, upstreams } = core;
+  const { upstreams } = core;
   const { read, address } = outcome;
   const { target } = read;
   const tls = target.scheme === 'https';
@@ -256,7 +256,7 @@ function send(
       agent: tls ? upstreams.https : upstreams.http,
       // Verify the certificate against the name the client asked for, not the address dialled.
       servername,
-      timeout: limits.upstreamTimeoutMs,
+      // No `timeout` here: the agents carry limits.upstreamTimeoutMs (forward.ts).
     });
   } catch (err) {
     // Nothing was sent (a head Node would not write): the slot goes back, the caller answers.

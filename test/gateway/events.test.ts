@@ -3,6 +3,7 @@
 // has room again.
 import { describe, expect, it } from 'vitest';
 import { type ExchangeEvent, ExchangeStream } from '../../src/gateway/events.ts';
+import { Exchange } from '../../src/gateway/exchange.ts';
 
 function event(requestId: string): ExchangeEvent {
   return {
@@ -109,5 +110,30 @@ describe('the exchange stream', () => {
     await room;
     expect(roomy).toBe(true);
     expect(stream.room()).toBeUndefined();
+  });
+});
+
+describe('an exchange', () => {
+  it('is published once, and lets go of its transport when it ends', () => {
+    const stream = new ExchangeStream();
+    const heard: ExchangeEvent[] = [];
+    stream.subscribe((e) => {
+      heard.push(e);
+    });
+    const inFlight = new Set<Exchange>();
+    const exchange = new Exchange('request', stream, inFlight, new Date(0));
+    const cuts: string[] = [];
+    // What a transport sets while it streams: a closure over its sockets and messages. Whatever
+    // still holds the finished exchange (a keep-alive connection's last request does, until the
+    // next one) must not hold those too: they would outlive the young generation, every request's.
+    exchange.abort = (reason) => cuts.push(reason);
+    expect(inFlight.has(exchange)).toBe(true);
+    exchange.finish(null, 200);
+    exchange.finish('client_closed', null);
+    exchange.cut('shutdown');
+    expect(exchange.abort).toBeUndefined();
+    expect(inFlight.has(exchange)).toBe(false);
+    expect(cuts).toEqual([]);
+    expect(heard.map((e) => [e.status, e.reason])).toEqual([[200, null]]);
   });
 });

@@ -261,7 +261,7 @@ describe('an upstream that times out', () => {
     if (pglite === undefined) throw new Error('no PGlite');
     hole = await blackHole();
     slow = await startHarness(pglite, {
-      extraEgress: () => [`https://slow.test:${hole.port}/`],
+      extraEgress: () => [`https://slow.test:${hole.port}/`, `http://slow.test:${hole.port}/`],
       hosts: { 'slow.test': ['127.0.0.1'] },
       openings: [`127.0.0.1/32:${hole.port}`],
       limits: { upstreamTimeoutMs: 300 },
@@ -272,9 +272,10 @@ describe('an upstream that times out', () => {
     hole?.close();
   });
 
-  it('is answered 504 upstream_timeout on a CONNECT, and the audit row says upstream_timeout and 504 too', async () => {
+  /** Sends `head` to the gateway and checks the 504 it answers and the row it records. */
+  async function timesOut(head: string, row: Record<string, unknown>): Promise<void> {
     const c = await connection(slow.gateway.port);
-    c.send(connect(`slow.test:${hole.port}`, await slow.workerToken()));
+    c.send(head);
     const answer = await c.until(/\}$/);
     c.close();
     expect(answer).toMatch(/^HTTP\/1\.1 504 gateway timeout: upstream_timeout\r\n/);
@@ -283,7 +284,21 @@ describe('an upstream that times out', () => {
       decision: 'allowed',
       reason: 'upstream_timeout',
       status: 504,
-      method: 'CONNECT',
+      ...row,
     });
+  }
+
+  it('is answered 504 upstream_timeout on a CONNECT, and the audit row says upstream_timeout and 504 too', async () => {
+    await timesOut(connect(`slow.test:${hole.port}`, await slow.workerToken()), { method: 'CONNECT' });
+  });
+
+  it('is answered 504 upstream_timeout on an absolute-form request the upstream never answers, and its row says so', async () => {
+    // The upstream takes the connection (the kernel's backlog) and the request, and stays silent:
+    // the pooled connection's own timer (forward.ts) must end the wait, not the client's patience.
+    await timesOut(
+      `GET http://slow.test:${hole.port}/quiet HTTP/1.1\r\nHost: slow.test:${hole.port}\r\n` +
+        `Proxy-Authorization: Bearer ${await slow.workerToken()}\r\n\r\n`,
+      { method: 'GET', path: '/quiet' },
+    );
   });
 });

@@ -393,6 +393,8 @@ describe('the shares under any sequence of requests, releases, cancellations and
           // And a wait is never longer than waitMs (time moves only with expire() here).
           for (const q of queued) expect(time - q.since).toBeLessThan(LIMITS.waitMs);
           expect(share.waiting).toBe(queued.length);
+          // The expiry order keeps no settled waiter past the tick after it settled.
+          if (step.kind === 'advance') expect(share.expiring).toBeLessThanOrEqual(2 * queued.length);
           // Kept: what holds or waits, and what waits in the turn orders — nothing else.
           const active = new Set<string>();
           for (const { claim: c } of [...held, ...queued]) {
@@ -416,6 +418,8 @@ describe('the shares under any sequence of requests, releases, cancellations and
         }
         expect(share.waiting).toBe(0);
         expect(share.tracked).toBe(0);
+        share.expire();
+        expect(share.expiring).toBe(0);
       }),
       { numRuns: 150 },
     );
