@@ -23,7 +23,9 @@
 //   on one port, fed the live state, the key set and the interception CA by the main thread, which
 //   writes the audit rows (with their spool), the log line and the metrics of every exchange the
 //   threads send back. PGlite runs in a thread of its own there, as `reins serve` opens it. One
-//   listener, the token cached; no TLS upstream.
+//   listener, the token cached; no TLS upstream. With BENCH_GATEWAY_MONITORING=1, the policy has
+//   every detection on and a budget on every agent, and the process runs the monitoring watcher
+//   and the budget meter (the meter runs in every threaded reins, as in production).
 //
 // The child tells its parent what it listens on over IPC, answers `stats`, and stops when the
 // parent disconnects.
@@ -40,6 +42,7 @@ import { Registry } from 'prom-client';
 import { type Opening, parseOpening } from '../src/egress/index.ts';
 import { AuditWriter, type AuditWriterOptions, observeAudit, observeLog } from '../src/gateway/audit.ts';
 import { AuditSpool } from '../src/gateway/audit-spool.ts';
+import { BudgetMeter, observeBudgets } from '../src/gateway/budget.ts';
 import {
   ensureInterceptionCa,
   exportTrustBundle,
@@ -56,6 +59,7 @@ import { localKeys, TokenVerifier } from '../src/gateway/token.ts';
 import { observedExchanges } from '../src/runtime/gateway.ts';
 import { startGatewayWorkers } from '../src/runtime/gateway-workers.ts';
 import { createLogger } from '../src/runtime/logger.ts';
+import { MonitoringWatcher } from '../src/runtime/monitoring.ts';
 import { loadPublicJwks } from '../src/server/keys/index.ts';
 import type { Db } from '../src/store/db.ts';
 import { openPglite } from '../src/store/pglite.ts';
@@ -226,19 +230,43 @@ interface TlsUpstream {
   readonly caPem: string;
 }
 
-function benchPolicy(upstreamPort: number, tls: TlsUpstream | undefined): Record<string, string> {
+/**
+ * With `monitored` (BENCH_GATEWAY_MONITORING=1): every detection on (alerts only, so a finding
+ * never stops the load) and a budget on every agent too high to be reached, so that the rows
+ * measure what learning, detecting and counting cost a request.
+ */
+function benchPolicy(
+  upstreamPort: number,
+  tls: TlsUpstream | undefined,
+  monitored = false,
+): Record<string, string> {
   const agent = (name: string, rule: string) => [
     `  ${name}:`,
     `    auth: { method: client_secret_basic, secret_env: ${SECRET_ENV} }`,
     `    egress: ["${rule}"]`,
     '    token_ttl: 3600',
+    ...(monitored ? ['    budget: { requests_per_minute: 1000000000, bytes_out_per_hour: 1000GB }'] : []),
   ];
+  const monitoring = monitored
+    ? [
+        'monitoring:',
+        '  learning_period: 1h',
+        '  detections:',
+        '    new_destination: { response: alert }',
+        '    destination_burst: { new_hosts: 5, within: 1m, response: alert }',
+        '    denial_spike: { denials: 20, within: 1m, response: alert }',
+        '    bytes_out_spike: { factor: 10, within: 5m, response: alert }',
+        '    forbidden_address: { response: alert }',
+        '    new_method: { response: alert }',
+      ]
+    : [];
   const origin = tls && `https://${UPSTREAM_HOST}:${tls.port}`;
   return {
     'bench.yaml': yaml(
       'tenant: bench',
       'settings:',
       '  max_token_ttl: 3600',
+      ...monitoring,
       'agents:',
       ...agent(AGENT, `GET http://${UPSTREAM_HOST}:${upstreamPort}/`),
       ...(origin
@@ -423,10 +451,11 @@ async function serveReinsThreaded(
   upstreamPort: number,
   backend: TestBackend,
   count: number,
+  monitored: boolean,
 ): Promise<() => Promise<void>> {
   process.env[SECRET_ENV] = SECRET;
   const tls = tlsUpstream();
-  const auth = await startAuthServer(backend, sourcesOf(benchPolicy(upstreamPort, tls)));
+  const auth = await startAuthServer(backend, sourcesOf(benchPolicy(upstreamPort, tls, monitored)));
   const { db } = auth;
   const log = createLogger('info', pino.destination({ dest: '/dev/null', sync: false }));
   await ensureInterceptionCa(db, { now: new Date(), warn: () => undefined });
@@ -443,6 +472,13 @@ async function serveReinsThreaded(
   });
   const registry = new Registry();
   const { events, metrics } = observedExchanges(audit, log, registry);
+  // As src/runtime/gateway.ts: budgets count from the stream (agents have one only when monitored).
+  const budgets = new BudgetMeter(db, live);
+  observeBudgets(events, budgets);
+  budgets.start();
+  // As `reins serve`: monitoring reads the audit trail in the server's process (this one).
+  const monitoring = monitored ? new MonitoringWatcher({ db, log }) : null;
+  monitoring?.start();
   // The threads' token cache lookups, as they report them: the stats' `cached`.
   const lookups = { hits: 0, misses: 0 };
   let keyReads = 0;
@@ -499,7 +535,9 @@ async function serveReinsThreaded(
     // As src/runtime/gateway.ts stops it: every thread publishes what it began, then the audit
     // queue is drained.
     await workers.close();
+    await budgets.close();
     await audit.drain();
+    await monitoring?.stop();
     await spool.close();
     await live.close();
     await auth.close();
@@ -539,7 +577,12 @@ async function serve(role: Role): Promise<void> {
     const threads = Number(process.env.BENCH_GATEWAY_THREADS) || 0;
     stop =
       threads > 0
-        ? await serveReinsThreaded(upstreamPort, backend(true), threads)
+        ? await serveReinsThreaded(
+            upstreamPort,
+            backend(true),
+            threads,
+            process.env.BENCH_GATEWAY_MONITORING === '1',
+          )
         : await serveReins(upstreamPort, backend(false));
   }
   if (process.connected) await once(process, 'disconnect');

@@ -56,6 +56,8 @@ interface Reins {
 /** A reins whose gateway runs on `threads` worker threads (the production path). */
 interface Threaded extends Reins {
   readonly threads: number;
+  /** Every detection and a budget on (BENCH_GATEWAY_MONITORING): what monitoring costs. */
+  readonly monitored: boolean;
 }
 
 /** How many gateway threads the threaded rows run with. */
@@ -63,7 +65,8 @@ const THREAD_COUNTS = [1, 2] as const;
 
 const threadedLabel = (label: string, threads: number) =>
   `${label}, ${threads} thread${threads === 1 ? '' : 's'}`;
-const threadedName = (label: string, threads: number) => `reins, ${threadedLabel(label, threads)}`;
+const threadedName = (label: string, threads: number, monitored = false) =>
+  `reins, ${threadedLabel(label, threads)}${monitored ? ', monitoring on' : ''}`;
 
 async function main(): Promise<void> {
   const schedule: Schedule = {
@@ -119,15 +122,26 @@ async function main(): Promise<void> {
       { label: 'PGlite', db: 'pglite', required: true },
       ...(url ? [{ label: 'PostgreSQL', db: 'pg', required: false }] : []),
     ];
+    const variants = [
+      ...THREAD_COUNTS.map((threads) => ({ threads, monitored: false })),
+      { threads: 1, monitored: true },
+    ];
     const threadedStarts = backends.flatMap(({ label, db, required }) =>
-      THREAD_COUNTS.filter((threads) => chosen({ name: threadedName(label, threads) }, schedule)).map(
-        (threads) => {
-          const what = threadedName(label, threads);
-          const env = { ...reinsEnv(db), BENCH_GATEWAY_THREADS: String(threads) };
-          const start = startChild('reins', `reins-${db}-${threads}-threads`, env);
-          return { label, threads, start: required ? start : optional(start, what) };
-        },
-      ),
+      variants
+        .filter(({ threads, monitored }) =>
+          chosen({ name: threadedName(label, threads, monitored) }, schedule),
+        )
+        .map(({ threads, monitored }) => {
+          const what = threadedName(label, threads, monitored);
+          const env = {
+            ...reinsEnv(db),
+            BENCH_GATEWAY_THREADS: String(threads),
+            BENCH_GATEWAY_MONITORING: monitored ? '1' : '',
+          };
+          const name = `reins-${db}-${threads}-threads${monitored ? '-monitored' : ''}`;
+          const start = startChild('reins', name, env);
+          return { label, threads, monitored, start: required ? start : optional(start, what) };
+        }),
     );
     // Started together (PGlite's start dominates); each is stopped at the end if it started.
     const threadedStarted = Promise.allSettled(threadedStarts.map(({ start }) => start));
@@ -152,15 +166,17 @@ async function main(): Promise<void> {
     const threaded: Threaded[] = [];
     threadedResults.forEach((result, i) => {
       const child = value(result);
-      const { label, threads } = threadedStarts[i] as (typeof threadedStarts)[number];
-      if (child) threaded.push({ label, threads, child });
+      const { label, threads, monitored } = threadedStarts[i] as (typeof threadedStarts)[number];
+      if (child) threaded.push({ label, threads, monitored, child });
     });
 
     await runPlainBench({ upstream, bare, reins, threaded, squid, schedule });
     // The threaded reins inspect too: the production path's row of the inspected-tunnel target.
     const tlsReins = [
       ...reins,
-      ...threaded.map(({ label, threads, child }) => ({ label: threadedLabel(label, threads), child })),
+      ...threaded
+        .filter(({ monitored }) => !monitored)
+        .map(({ label, threads, child }) => ({ label: threadedLabel(label, threads), child })),
     ];
     await runTlsBench({ upstream: upstreamTls, bare, reins: tlsReins, squid: squidBump, schedule });
   } finally {
@@ -233,15 +249,21 @@ async function runPlainBench({
     );
   }
   // The production path: the gateway on worker threads, per backend, one row per thread count.
-  for (const { label, threads, child } of threaded) {
+  /** The monitoring-on rows, by backend label (one thread). */
+  const monitoredRows = new Map<string, Row>();
+  for (const { label, threads, monitored, child } of threaded) {
     const token = bearer(child)[0] ?? {};
     const r = row(
-      threadedName(label, threads),
+      threadedName(label, threads, monitored),
       child.pid,
       viaProxy(child.ready.url, () => token),
       true,
     );
     rows.push(r);
+    if (monitored) {
+      monitoredRows.set(label, r);
+      continue;
+    }
     const byCount = threadedRows.get(label) ?? new Map<number, Row>();
     threadedRows.set(label, byCount.set(threads, r));
   }
@@ -300,12 +322,12 @@ async function runPlainBench({
         `${hitRate(stats.cached)} (default cache), ${hitRate(stats.uncached)} (one-entry cache)`,
     );
   }
-  for (const { label, threads, child } of threaded) {
+  for (const { label, threads, monitored, child } of threaded) {
     if (!measuredThrough(child)) continue;
     const stats = await child.stats();
     const sent = auditedThrough(child);
     console.log(
-      `${threadedName(label, threads)}: ${stats.auditRows} audit rows written for ${sent} audited requests ` +
+      `${threadedName(label, threads, monitored)}: ${stats.auditRows} audit rows written for ${sent} audited requests ` +
         `(${stats.auditRows === sent ? 'none missing' : 'SOME MISSING'}; ${rowsPerInsert(stats)} rows per INSERT); ` +
         `token cache hits ${hitRate(stats.cached)} (each thread's own cache)`,
     );
@@ -323,6 +345,34 @@ async function runPlainBench({
     );
   }
   reportThreadedTargets(threadedRows, floor);
+  reportMonitoringCost(threadedRows, monitoredRows, schedule.concurrency);
+}
+
+/**
+ * What monitoring costs a request (issue 14): the one-thread gateway with every detection and a
+ * budget on, beside the same gateway without, same run — CPU per request (the whole process:
+ * the monitoring watcher reads the audit trail on its main thread) and requests/s.
+ */
+function reportMonitoringCost(
+  threadedRows: ReadonlyMap<string, ReadonlyMap<number, Row>>,
+  monitoredRows: ReadonlyMap<string, Row>,
+  concurrency: readonly number[],
+): void {
+  for (const [label, on] of monitoredRows) {
+    const off = threadedRows.get(label)?.get(1);
+    if (off === undefined) continue;
+    for (const connections of concurrency) {
+      const a = off.cells.get(connections);
+      const b = on.cells.get(connections);
+      if (a === undefined || b === undefined) continue;
+      console.log(
+        `monitoring cost, reins, ${label}, 1 thread, ${connections} connections: ` +
+          `${b.requestsPerSecond.toFixed(0)} req/s on vs ${a.requestsPerSecond.toFixed(0)} off ` +
+          `(${(b.requestsPerSecond / a.requestsPerSecond).toFixed(2)}×); CPU/request ` +
+          `${b.cpuMicros.toFixed(0)} µs on vs ${a.cpuMicros.toFixed(0)} µs off (+${(b.cpuMicros - a.cpuMicros).toFixed(0)} µs)`,
+      );
+    }
+  }
 }
 
 /**

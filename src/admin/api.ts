@@ -12,7 +12,9 @@ import type { InterceptMode } from '../policy/inspection.ts';
 import { applyReport, checkSources, planReport } from '../policy/operations.ts';
 import type { PolicySource } from '../policy/source.ts';
 import type { Db } from '../store/db.ts';
+import { BadRequest } from './bad-request.ts';
 import { authorised } from './credential.ts';
+import { monitoringRoute } from './monitoring-api.ts';
 
 export const ADMIN_API_PREFIX = '/admin/v1/';
 
@@ -33,8 +35,6 @@ export interface AdminApiOptions {
 
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
 const MAX_ROWS = 10_000;
-
-class BadRequest extends Error {}
 
 /** Answers a request under ADMIN_API_PREFIX. */
 export async function adminApi(ctx: Koa.Context, options: AdminApiOptions): Promise<void> {
@@ -62,6 +62,7 @@ export async function adminApi(ctx: Koa.Context, options: AdminApiOptions): Prom
         await policy(ctx, options, route === 'POST /policy/apply');
         return;
       default:
+        if (await monitoringRoute(ctx, options.db, route, () => readJson(ctx))) return;
         ctx.status = 404;
         ctx.body = { error: 'not_found', error_description: `no admin route ${route}` };
     }

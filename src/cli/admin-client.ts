@@ -7,8 +7,12 @@
 // Otherwise the command opens the database itself, as before.
 import { type Command, Option } from 'commander';
 import { readLocalHandle } from '../admin/credential.ts';
+import type { Db } from '../store/db.ts';
+import { migrate } from '../store/migrate.ts';
 import { AdminCallError } from './admin-call-error.ts';
+import { type DatabaseOptions, openDatabaseFromOptions } from './database-options.ts';
 import { CliError, EXIT } from './failure.ts';
+import { printable } from './table.ts';
 
 export interface AdminTarget {
   readonly url: string;
@@ -104,8 +108,22 @@ export async function adminCall<T>(
   return { status: response.status, body: parsed as T };
 }
 
-/** Server text as one printable line: control characters would rewrite the operator's terminal. */
-function printable(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters replaced.
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
+/**
+ * Runs a command on the running server's admin API when there is one to ask (adminTarget), else
+ * on the database it opens — after applying pending migrations, so a fresh database answers.
+ */
+export async function onServerOrDatabase<T>(
+  options: ServerOptions & DatabaseOptions,
+  remote: (target: AdminTarget) => Promise<T>,
+  local: (db: Db) => Promise<T>,
+): Promise<T> {
+  const target = await adminTarget(options);
+  if (target !== null) return remote(target);
+  const db = await openDatabaseFromOptions(options);
+  try {
+    await migrate(db);
+    return await local(db);
+  } finally {
+    await db.close();
+  }
 }

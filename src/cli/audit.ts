@@ -2,20 +2,22 @@
 // (audit_events, written by src/gateway/audit.ts). Read only, apart from applying pending
 // migrations as every database command does.
 import { Command, Option } from 'commander';
+import { FollowCursor } from '../gateway/audit-follow.ts';
 import { type AuditFilter, type AuditRecord, lastAuditId, selectAudit } from '../gateway/audit-read.ts';
-import { migrate } from '../store/migrate.ts';
 import {
   type AdminTarget,
   addServerOption,
   adminCall,
-  adminTarget,
+  onServerOrDatabase,
   type ServerOptions,
 } from './admin-client.ts';
+import { countOption, sinceOption } from './arguments.ts';
 import { formatRecords, LINE_HELP } from './audit-lines.ts';
-import { addDatabaseOptions, type DatabaseOptions, openDatabaseFromOptions } from './database-options.ts';
-import { CliError, EXIT } from './failure.ts';
+import { addDatabaseOptions, type DatabaseOptions } from './database-options.ts';
 
+export { FollowCursor } from '../gateway/audit-follow.ts';
 export type { AuditRecord } from '../gateway/audit-read.ts';
+export { parseSince } from './arguments.ts';
 export { formatLine } from './audit-lines.ts';
 
 /**
@@ -47,46 +49,6 @@ function remoteSource(target: AdminTarget): AuditSource {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Arguments
-
-const UNITS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-const DURATION = /^(\d{1,9})([smhd])$/;
-// A calendar date, optionally with a time of day and an offset (RFC 3339 / ISO 8601 extended).
-const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i;
-
-/** `--since`: a duration back from `now` (30m, 1h, 2d) or an ISO 8601 time; undefined if neither. */
-export function parseSince(text: string, now: Date): Date | undefined {
-  const duration = DURATION.exec(text);
-  if (duration) {
-    const [, amount = '0', unit = 's'] = duration;
-    const since = new Date(now.getTime() - Number(amount) * UNITS[unit as keyof typeof UNITS]);
-    return Number.isNaN(since.getTime()) ? undefined : since;
-  }
-  if (!ISO_TIME.test(text)) return undefined;
-  const since = new Date(text);
-  return Number.isNaN(since.getTime()) ? undefined : since;
-}
-
-function sinceOption(text: string | undefined): Date | undefined {
-  if (text === undefined) return undefined;
-  const since = parseSince(text, new Date());
-  if (since === undefined) {
-    throw new CliError(
-      `--since ${JSON.stringify(text)}: give a duration back from now (90s, 30m, 1h, 2d) or an ISO 8601 time (2025-06-01T12:00:00Z)`,
-      EXIT.usage,
-    );
-  }
-  return since;
-}
-
-function countOption(name: string, text: string, min: number): number {
-  if (!/^\d{1,9}$/.test(text) || Number(text) < min) {
-    throw new CliError(`${name} ${JSON.stringify(text)}: give a whole number, at least ${min}`, EXIT.usage);
-  }
-  return Number(text);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Output
 
 function print(records: readonly AuditRecord[], json: boolean): void {
@@ -99,45 +61,6 @@ function print(records: readonly AuditRecord[], json: boolean): void {
 
 const POLL_MS = 500;
 const POLL_ROWS = 1_000;
-// Ids are drawn at insert but become visible at commit: with several gateways writing, id 41 can
-// commit after id 42 was printed. An id skipped over is watched for this long, then given up
-// (a rolled-back insert leaves a gap for ever). Gaps wider than GAP_LIMIT are not watched.
-const GAP_WATCH_MS = 30_000;
-const GAP_LIMIT = 10_000;
-
-/** Which ids `tail --follow` has yet to see. */
-export class FollowCursor {
-  #last: number;
-  readonly #missing = new Map<number, number>();
-
-  constructor(last: number) {
-    this.#last = last;
-  }
-
-  get after(): number {
-    return this.#last;
-  }
-
-  /** Ids skipped over and still watched for. */
-  get missing(): number[] {
-    return [...this.#missing.keys()];
-  }
-
-  /** Records the ids of rows just printed, at `nowMs`. */
-  saw(ids: readonly number[], nowMs: number): void {
-    for (const id of [...ids].sort((a, b) => a - b)) {
-      this.#missing.delete(id);
-      if (id <= this.#last) continue;
-      if (id - this.#last - 1 <= GAP_LIMIT) {
-        for (let gap = this.#last + 1; gap < id; gap++) this.#missing.set(gap, nowMs);
-      }
-      this.#last = id;
-    }
-    for (const [id, since] of this.#missing) {
-      if (nowMs - since > GAP_WATCH_MS) this.#missing.delete(id);
-    }
-  }
-}
 
 /** Follows on from the rows `tail` printed, or from the newest row when it printed none (-n 0). */
 async function startCursor(source: AuditSource, printed: readonly AuditRecord[]): Promise<FollowCursor> {
@@ -208,20 +131,15 @@ async function follow(source: AuditSource, cursor: FollowCursor, signal: StopSig
 // Commands
 
 /** Runs `work` on the running server's admin API when there is one to ask, else on the database. */
-async function useSource(
+function useSource(
   options: DatabaseOptions & ServerOptions,
   work: (source: AuditSource) => Promise<void>,
 ): Promise<void> {
-  const target = await adminTarget(options);
-  if (target !== null) return work(remoteSource(target));
-  const db = await openDatabaseFromOptions(options);
-  try {
-    // Like `keys`, apply pending migrations first, so a fresh database answers instead of failing.
-    await migrate(db);
-    await work({ select: (filter) => selectAudit(db, filter), last: () => lastAuditId(db) });
-  } finally {
-    await db.close();
-  }
+  return onServerOrDatabase(
+    options,
+    (target) => work(remoteSource(target)),
+    (db) => work({ select: (filter) => selectAudit(db, filter), last: () => lastAuditId(db) }),
+  );
 }
 
 const EXIT_HELP =

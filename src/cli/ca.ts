@@ -25,6 +25,7 @@ import { openDb } from '../store/open.ts';
 import { addDatabaseOptions, type DatabaseOptions } from './database-options.ts';
 import { CliError, ContextError, EXIT, isExplained } from './failure.ts';
 import { DEFAULT_ISSUER } from './run.ts';
+import { formatTable } from './table.ts';
 
 interface CaOptions extends DatabaseOptions {
   secretKey?: string | undefined;
@@ -221,7 +222,7 @@ function rotateCommand(): Command {
 
 const time = (value: Date | null) => (value === null ? '-' : value.toISOString());
 
-function formatTable(cas: readonly CaInfo[]): string {
+function casTable(cas: readonly CaInfo[]): string {
   const rows = [
     ['ID', 'STATE', 'CREATED', 'NOT_AFTER', 'TRUSTED_UNTIL', 'ENCRYPTION', 'SHA256_FINGERPRINT'],
     ...cas.map((ca) => [
@@ -234,15 +235,7 @@ function formatTable(cas: readonly CaInfo[]): string {
       ca.fingerprint256,
     ]),
   ];
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => r[i]?.length ?? 0))) ?? [];
-  return rows
-    .map((r) =>
-      r
-        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
+  return formatTable(rows);
 }
 
 function listCommand(): Command {
@@ -258,7 +251,7 @@ function listCommand(): Command {
     process.stdout.write(
       cas.length === 0
         ? 'no interception CA yet: the gateway creates one at first start, or run `reins ca rotate`\n'
-        : `${formatTable(cas)}\n`,
+        : `${casTable(cas)}\n`,
     );
   });
 }

@@ -5,6 +5,7 @@ import { DEFAULT_RETIRE_GRACE_MS, type KeyInfo, listKeys, rotateKeys } from '../
 import type { Db } from '../store/db.ts';
 import { migrate } from '../store/migrate.ts';
 import { addDatabaseOptions, type DatabaseOptions, openDatabaseFromOptions } from './database-options.ts';
+import { formatTable } from './table.ts';
 
 interface KeysOptions extends DatabaseOptions {
   secretKey?: string | undefined;
@@ -62,20 +63,12 @@ function rotateCommand(): Command {
   });
 }
 
-function formatTable(keys: readonly KeyInfo[]): string {
+function keysTable(keys: readonly KeyInfo[]): string {
   const rows = [
     ['KID', 'ALG', 'STATE', 'CREATED', 'ENCRYPTION'],
     ...keys.map((k) => [k.kid, k.alg, k.state, k.createdAt.toISOString(), k.encryption]),
   ];
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => r[i]?.length ?? 0))) ?? [];
-  return rows
-    .map((r) =>
-      r
-        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
+  return formatTable(rows);
 }
 
 function listCommand(): Command {
@@ -91,7 +84,7 @@ function listCommand(): Command {
     process.stdout.write(
       keys.length === 0
         ? 'no signing keys yet: `reins serve` creates one at first start, or run `reins keys rotate`\n'
-        : `${formatTable(keys)}\n`,
+        : `${keysTable(keys)}\n`,
     );
   });
 }

@@ -5,7 +5,10 @@
 // (bin/reins.js).
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { agentCommand } from './agent.ts';
+import { alertsCommand } from './alerts.ts';
 import { auditCommand } from './audit.ts';
+import { baselineCommand } from './baseline.ts';
 import { caCommand } from './ca.ts';
 import { envCommand } from './env.ts';
 import { EXIT, failureOf } from './failure.ts';
@@ -35,6 +38,9 @@ export function buildProgram(): Command {
     .addCommand(keysCommand())
     .addCommand(caCommand())
     .addCommand(auditCommand())
+    .addCommand(agentCommand())
+    .addCommand(alertsCommand())
+    .addCommand(baselineCommand())
     .addCommand(runCommand())
     .addCommand(envCommand());
   // Last, so that it reaches every command added above.

@@ -83,7 +83,9 @@ export interface RefusalFacts {
   /** A 407's credential problem. */
   readonly problem?: string;
   /** A 403's destination (`host:port`). */
-  readonly destination?: string;
+  readonly destination?: string | undefined;
+  /** A 429's Retry-After in seconds; default 1 (a limit that frees itself within moments). */
+  readonly retryAfter?: number | undefined;
 }
 
 /**
@@ -112,7 +114,7 @@ export function refusalAnswer(reason: Reason, facts: RefusalFacts): RefusalAnswe
       detail,
       request_id: facts.requestId,
     },
-    headers: status === 429 ? { 'retry-after': '1' } : {},
+    headers: status === 429 ? { 'retry-after': String(facts.retryAfter ?? 1) } : {},
     // After a request it would not read, the gateway does not read the next one on the same
     // connection either: where one request's framing was wrong, the next one's start is a guess.
     close: row.outcome === 'bad_request' || reason === 'shutdown' || reason === 'upstream_busy',

@@ -2,7 +2,7 @@
 // token allows) one DNS lookup and the decision again with the answers. Small on purpose; it
 // returns what happened and the proxy answers, audits and counts it.
 import type { Opening, Target } from '../egress/index.ts';
-import { type Decision, decide } from './decide.ts';
+import { type BudgetStop, type Decision, decide } from './decide.ts';
 import type { GatewayChange } from './live-state.ts';
 import type { GatewayPolicyView } from './policy-view.ts';
 import { type CredentialProblem, proxyCredential } from './proxy-auth.ts';
@@ -13,6 +13,12 @@ import type { TokenFacts, TokenProblem, TokenVerifier } from './token.ts';
 export interface LiveView {
   isRevoked(jti: string): boolean;
   isQuarantined(tenant: string, agent: string): boolean;
+  /** What stops the agent now because of its budget (live-memory.ts); null: nothing. */
+  budgetStop(
+    tenant: string,
+    agent: string,
+    now: number,
+  ): (BudgetStop & { readonly retryAfter: number }) | null;
   readonly policy: GatewayPolicyView;
   onChange(listener: (change: GatewayChange) => void): () => void;
 }
@@ -86,7 +92,13 @@ export function standingLost(
 
 export type Verdict =
   | { readonly verdict: 'allow'; readonly rule: string; readonly address: string; readonly tunnel: boolean }
-  | { readonly verdict: 'deny'; readonly reason: DenyReason; readonly detail: string };
+  | {
+      readonly verdict: 'deny';
+      readonly reason: DenyReason;
+      readonly detail: string;
+      /** Seconds until a budget stop lifts (Retry-After), for budget_exceeded/budget_unaccounted. */
+      readonly retryAfter?: number;
+    };
 
 /**
  * Whether an open tunnel's grant still holds after a change (a policy apply that removed the
@@ -104,6 +116,7 @@ function decisionInput(ctx: CheckContext, facts: TokenFacts, target: Target, con
     token: { tenant: facts.tenant, agent: facts.agent, egress: facts.egress },
     registration: policy.registration(facts.tenant, facts.agent) ?? null,
     quarantined: ctx.live.isQuarantined(facts.tenant, facts.agent),
+    budget: ctx.live.budgetStop(facts.tenant, facts.agent, Date.now()),
     ceiling: policy.ceiling(facts.tenant),
     ownership: policy.ownership(facts.tenant),
     target,
@@ -137,6 +150,9 @@ export async function judge(
   }
   if (decision.verdict === 'resolve') {
     return { verdict: 'deny', reason: 'unresolvable', detail: 'the name could not be resolved' };
+  }
+  if (decision.verdict === 'deny' && input.budget != null && decision.reason === input.budget.reason) {
+    return { ...decision, retryAfter: input.budget.retryAfter };
   }
   return decision;
 }

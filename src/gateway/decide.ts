@@ -59,6 +59,17 @@ export interface DecisionInput {
   readonly addresses?: readonly string[];
   /** Operator openings (REINS_GATEWAY_ALLOW_PRIVATE). */
   readonly openings: readonly Opening[];
+  /**
+   * The agent's budget, when it stops this request: spent for the current window, or not
+   * accountable (budget.ts); null or absent when the agent may go on.
+   */
+  readonly budget?: BudgetStop | null;
+}
+
+/** Why an agent's budget stops its requests now, in words for the detail. */
+export interface BudgetStop {
+  readonly reason: 'budget_exceeded' | 'budget_unaccounted';
+  readonly detail: string;
 }
 
 export type Decision =
@@ -108,6 +119,11 @@ function decideWellFormed(input: DecisionInput): Decision {
   const grant = input.connect ? grantTunnel(input) : grantRequest(input);
   if ('verdict' in grant) return grant;
 
+  // A request the grant refuses keeps its own reason; only one that would go out is stopped by
+  // the budget, and before its name is resolved (a lookup is a request out too).
+  const spent = checkBudget(input);
+  if (spent !== null) return spent;
+
   // Threat: a lookup is itself a channel out (an agent can leak data in the name it asks for, to
   // whoever serves that zone). So a name is resolved only once the grant allows it, and the
   // proxy resolves it itself, once, and hands the answers back here.
@@ -146,6 +162,11 @@ function checkRegistration(input: DecisionInput): Denial | null {
   return input.registration === null
     ? deny('agent_not_registered', `agent ${input.token.agent} is not in the applied policy`)
     : null;
+}
+
+/** Threat: a manipulated agent exfiltrating at volume through destinations it may reach. */
+function checkBudget(input: DecisionInput): Denial | null {
+  return input.budget ? deny(input.budget.reason, input.budget.detail) : null;
 }
 
 // ---- 2. ownership ------------------------------------------------------------------------------
@@ -466,6 +487,17 @@ function malformed(input: DecisionInput): string | null {
     return 'the DNS answers are not a list of strings';
   }
   if (!Array.isArray(input.openings)) return 'the openings are not a list';
+  const { budget } = input;
+  if (
+    budget !== undefined &&
+    budget !== null &&
+    !(
+      (budget.reason === 'budget_exceeded' || budget.reason === 'budget_unaccounted') &&
+      typeof budget.detail === 'string'
+    )
+  ) {
+    return 'the budget stop is malformed';
+  }
   return null;
 }
 

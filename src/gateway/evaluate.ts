@@ -6,7 +6,14 @@
 // No logging, counting or auditing here: the transport finishes the exchange and the event stream
 // (events.ts) tells whoever watches.
 import { normaliseTargetHost, type Target } from '../egress/index.ts';
-import { type AuthProblem, authenticate, type CheckContext, judge, tokenLapsed } from './check.ts';
+import {
+  type AuthProblem,
+  authenticate,
+  type CheckContext,
+  judge,
+  tokenLapsed,
+  type Verdict,
+} from './check.ts';
 import type { Reason } from './reasons.ts';
 import { readAbsoluteTarget, readConnectTarget, type TargetRead } from './request-target.ts';
 import type { TokenFacts } from './token.ts';
@@ -67,6 +74,8 @@ export type Outcome =
       readonly read: Read | null;
       /** The 403 body's `destination` when no target was read (an inner Host naming another origin). */
       readonly destination?: string;
+      /** A 429's Retry-After in seconds, when it says more than "a second" (a spent budget). */
+      readonly retryAfter?: number;
     }
   /** Inside a tunnel whose token died (revoked, expired): close the connection, answer nothing. */
   | { readonly kind: 'cut'; readonly facts: TokenFacts; readonly problem: 'revoked' | 'expired' }
@@ -142,14 +151,14 @@ async function evaluateOutside(ctx: EvaluationContext, request: ProxyRequest): P
     );
   }
   if (!connect) {
-    if (verdict.verdict === 'deny') return refuse(verdict.reason, verdict.detail, facts, read);
+    if (verdict.verdict === 'deny') return refuseVerdict(verdict, facts, read);
     return { kind: 'forward', facts, read, rule: verdict.rule, address: verdict.address, windDown: false };
   }
   const partial = verdict.verdict === 'deny' && verdict.reason === 'connect_needs_whole_origin';
   const inspect =
     ctx.canInspect &&
     ((partial && ctx.intercept !== 'never') || (verdict.verdict === 'allow' && ctx.intercept === 'always'));
-  if (!inspect && verdict.verdict === 'deny') return refuse(verdict.reason, verdict.detail, facts, read);
+  if (!inspect && verdict.verdict === 'deny') return refuseVerdict(verdict, facts, read);
   // One cap for plain and inspected tunnels alike: a token may not hold more than its share of the
   // gateway's connections, however it tunnels.
   const release = ctx.tunnelSlots.take(facts.jti);
@@ -210,7 +219,7 @@ async function evaluateInside(
   const nowSeconds = Math.floor(ctx.now().getTime() / 1000);
   const lapsed = tokenLapsed(ctx.live, facts, nowSeconds);
   if (lapsed !== null) return { kind: 'cut', facts, problem: lapsed };
-  if (verdict.verdict === 'deny') return refuse(verdict.reason, verdict.detail, facts, read);
+  if (verdict.verdict === 'deny') return refuseVerdict(verdict, facts, read);
   return {
     kind: 'forward',
     facts,
@@ -223,6 +232,18 @@ async function evaluateInside(
     // a request the client had just sent.
     windDown: facts.exp - nowSeconds <= TUNNEL_WIND_DOWN_SECONDS,
   };
+}
+
+/** The refusal of a denied verdict, with its Retry-After when a budget stopped it. */
+function refuseVerdict(
+  verdict: Extract<Verdict, { verdict: 'deny' }>,
+  facts: TokenFacts,
+  read: Read,
+): Outcome {
+  const { reason, detail, retryAfter } = verdict;
+  return retryAfter === undefined
+    ? refuse(reason, detail, facts, read)
+    : { kind: 'refuse', reason, detail, facts, read, retryAfter };
 }
 
 function refuse(

@@ -9,6 +9,7 @@
 // since each update is idempotent and a revocation is final, a copy that applies one twice is
 // still right.
 import type { PolicyModel } from '../policy/model.ts';
+import type { BudgetStop } from './decide.ts';
 import { buildPolicyView, type GatewayPolicyView } from './policy-view.ts';
 
 export type GatewayChange =
@@ -29,12 +30,26 @@ export type LiveUpdate =
   | { readonly kind: 'revoked'; readonly jti: string; readonly until: number }
   | { readonly kind: 'quarantined'; readonly tenant: string; readonly agent: string }
   | { readonly kind: 'released'; readonly tenant: string; readonly agent: string }
-  | { readonly kind: 'policy'; readonly source: PolicySource };
+  | { readonly kind: 'policy'; readonly source: PolicySource }
+  /** An agent's budget stops it until `mark.until` (epoch ms); null: it may go on. */
+  | {
+      readonly kind: 'budget';
+      readonly tenant: string;
+      readonly agent: string;
+      readonly mark: BudgetMark | null;
+    };
+
+/** Why and until when an agent's budget stops it (the budget meter's word, budget.ts). */
+export interface BudgetMark extends BudgetStop {
+  /** Epoch ms: the end of the window that is spent (or of the grace for an unaccounted one). */
+  readonly until: number;
+}
 
 export interface LiveSnapshot {
   readonly revoked: readonly (readonly [jti: string, until: number])[];
   readonly quarantined: readonly (readonly [tenant: string, agent: string])[];
   readonly policy: PolicySource | null;
+  readonly budgets?: readonly (readonly [tenant: string, agent: string, mark: BudgetMark])[];
 }
 
 export class LiveMemory {
@@ -44,6 +59,11 @@ export class LiveMemory {
   #nextExpiry = Number.POSITIVE_INFINITY;
   /** tenant → its quarantined agents. */
   #quarantined = new Map<string, Set<string>>();
+  /** `tenant\0agent` → the budget stop in force for it. */
+  readonly #budgets = new Map<
+    string,
+    { readonly tenant: string; readonly agent: string; readonly mark: BudgetMark }
+  >();
   #policy: GatewayPolicyView = buildPolicyView({ tenants: [] }, null);
   #source: PolicySource | null = null;
   readonly #changeListeners = new Set<(change: GatewayChange) => void>();
@@ -57,6 +77,7 @@ export class LiveMemory {
     for (const [jti, until] of snapshot.revoked) memory.#keep(jti, until, now);
     for (const [tenant, agent] of snapshot.quarantined) memory.#add(tenant, agent);
     if (snapshot.policy !== null) memory.setPolicy(snapshot.policy);
+    for (const [tenant, agent, mark] of snapshot.budgets ?? []) memory.setBudget(tenant, agent, mark);
     return memory;
   }
 
@@ -70,6 +91,34 @@ export class LiveMemory {
 
   get policy(): GatewayPolicyView {
     return this.#policy;
+  }
+
+  /** What stops the agent now because of its budget, with Retry-After in seconds; null: nothing. */
+  budgetStop(
+    tenant: string,
+    agent: string,
+    now: number,
+  ): (BudgetStop & { readonly retryAfter: number }) | null {
+    if (this.#budgets.size === 0) return null;
+    const stop = this.#budgets.get(`${tenant}\0${agent}`);
+    if (stop === undefined || stop.mark.until <= now) return null;
+    const { reason, detail, until } = stop.mark;
+    return { reason, detail, retryAfter: Math.max(1, Math.ceil((until - now) / 1000)) };
+  }
+
+  /** Puts the budget meter's word on the agent in force (null lifts it); announced to copies. */
+  setBudget(tenant: string, agent: string, mark: BudgetMark | null): void {
+    const key = `${tenant}\0${agent}`;
+    const before = this.#budgets.get(key)?.mark;
+    if (mark === null) {
+      if (before === undefined) return;
+      this.#budgets.delete(key);
+    } else {
+      if (before?.until === mark.until && before.reason === mark.reason) return;
+      this.#budgets.set(key, { tenant, agent, mark });
+    }
+    for (const listener of this.#updateListeners)
+      this.#call(listener, { kind: 'budget', tenant, agent, mark });
   }
 
   /** The key of the policy in force (version and content hash); undefined before the first. */
@@ -96,12 +145,16 @@ export class LiveMemory {
     const quarantined: [string, string][] = [];
     for (const [tenant, agents] of this.#quarantined)
       for (const agent of agents) quarantined.push([tenant, agent]);
-    return { revoked: [...this.#revoked], quarantined, policy: this.#source };
+    const budgets = [...this.#budgets.values()].map(
+      ({ tenant, agent, mark }) => [tenant, agent, mark] as const,
+    );
+    return { revoked: [...this.#revoked], quarantined, policy: this.#source, budgets };
   }
 
   apply(update: LiveUpdate, now: number): void {
     if (update.kind === 'revoked') this.revoke(update.jti, update.until, now);
     else if (update.kind === 'policy') this.setPolicy(update.source);
+    else if (update.kind === 'budget') this.setBudget(update.tenant, update.agent, update.mark);
     else this.setQuarantined(update.tenant, update.agent, update.kind === 'quarantined');
   }
 
@@ -162,6 +215,7 @@ export class LiveMemory {
 
   /** Forgets revoked jtis past their expiry: memory stays bounded by the tokens still alive. */
   prune(now: number): void {
+    for (const [key, { mark }] of this.#budgets) if (mark.until <= now) this.#budgets.delete(key);
     if (now < this.#nextExpiry) return;
     let next = Number.POSITIVE_INFINITY;
     for (const [jti, expiresAt] of this.#revoked) {

@@ -20,10 +20,16 @@
 import { POLICY_CHANNEL, readAppliedPolicy } from '../policy/index.ts';
 import { readLatestVersion } from '../policy/store-read.ts';
 import type { Db } from '../store/db.ts';
-import { type GatewayChange, LiveMemory, type LiveSnapshot, type LiveUpdate } from './live-memory.ts';
+import {
+  type BudgetMark,
+  type GatewayChange,
+  LiveMemory,
+  type LiveSnapshot,
+  type LiveUpdate,
+} from './live-memory.ts';
 import type { GatewayPolicyView } from './policy-view.ts';
 
-export type { GatewayChange, LiveSnapshot, LiveUpdate } from './live-memory.ts';
+export type { BudgetMark, GatewayChange, LiveSnapshot, LiveUpdate } from './live-memory.ts';
 
 /** The revocation feed's NOTIFY channel (migrations/001_foundation.sql). */
 export const REVOCATIONS_CHANNEL = 'reins_revocations';
@@ -113,6 +119,15 @@ export class LiveState {
 
   isQuarantined(tenant: string, agent: string): boolean {
     return this.#memory.isQuarantined(tenant, agent);
+  }
+
+  budgetStop(tenant: string, agent: string, now: number) {
+    return this.#memory.budgetStop(tenant, agent, now);
+  }
+
+  /** The budget meter's word on an agent (budget.ts), passed on to the gateway threads. */
+  setBudget(tenant: string, agent: string, mark: BudgetMark | null): void {
+    this.#memory.setBudget(tenant, agent, mark);
   }
 
   get policy(): GatewayPolicyView {

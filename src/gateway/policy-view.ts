@@ -6,7 +6,7 @@
 // ceiling, minus what other tenants own unless they federate it (SPEC.md, "The gateway"); this
 // view supplies the last three terms.
 import { compileRuleSet, parseRule, type Rule, type RuleSet } from '../egress/index.ts';
-import type { PolicyModel, TenantModel } from '../policy/model.ts';
+import type { BudgetModel, PolicyModel, TenantModel } from '../policy/model.ts';
 
 export interface OwnedDestinations {
   readonly tenant: string;
@@ -27,6 +27,13 @@ export interface GatewayPolicyView {
    * the caller. Tenants that own nothing are left out: they can refuse nothing.
    */
   ownership(callerTenant: string): readonly OwnedDestinations[];
+  /** Every agent with a budget, keyed `tenant\0agent` (the budget meter counts these only). */
+  readonly budgets: ReadonlyMap<string, AgentBudget>;
+}
+
+export interface AgentBudget extends BudgetModel {
+  readonly tenant: string;
+  readonly agent: string;
 }
 
 export type PolicyViewErrorCode = 'invalid_rule';
@@ -50,11 +57,19 @@ export function buildPolicyView(model: PolicyModel, version: number | null): Gat
   const registrations = new Map<string, ReadonlyMap<string, RuleSet>>();
   const ceilings = new Map<string, RuleSet>();
   const owners: { tenant: TenantModel; owns: RuleSet }[] = [];
+  const budgets = new Map<string, AgentBudget>();
 
   for (const tenant of model.tenants) {
     const agents = new Map<string, RuleSet>();
     for (const agent of tenant.agents) {
       agents.set(agent.clientId, compile(agent.effectiveEgress, `${tenant.id}: agent ${agent.clientId}`));
+      if (agent.budget !== null) {
+        budgets.set(`${tenant.id}\0${agent.clientId}`, {
+          ...agent.budget,
+          tenant: tenant.id,
+          agent: agent.clientId,
+        });
+      }
     }
     registrations.set(tenant.id, agents);
     if (tenant.ceiling !== null)
@@ -94,6 +109,7 @@ export function buildPolicyView(model: PolicyModel, version: number | null): Gat
     registration: (tenant, agent) => registrations.get(tenant)?.get(agent),
     ceiling: (tenant) => ceilings.get(tenant) ?? null,
     ownership: (caller) => ownership.get(caller) ?? strangers,
+    budgets,
   };
 }
 

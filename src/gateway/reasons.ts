@@ -64,6 +64,23 @@ export const REASONS = {
   cross_tenant: deny('Another tenant owns the destination and does not federate it to the caller’s tenant.'),
   agent_quarantined: deny('The token’s acting agent is quarantined.'),
   agent_not_registered: deny('The token’s acting agent is no longer in the applied policy.'),
+  // Budgets (SPEC.md, "Monitoring and containment"): the body's error is egress_denied, as SPEC.md shows it.
+  budget_exceeded: {
+    status: 429,
+    error: 'egress_denied',
+    decision: 'denied',
+    outcome: 'denied',
+    meaning:
+      'The agent’s budget (requests per minute, or bytes out per hour) is spent for the current window; Retry-After says when the next window begins.',
+  },
+  budget_unaccounted: {
+    status: 429,
+    error: 'egress_denied',
+    decision: 'denied',
+    outcome: 'denied',
+    meaning:
+      'The agent has a budget and this gateway cannot account for its usage (the database is out of reach): refused rather than let through.',
+  },
   connect_needs_whole_origin: deny(
     'CONNECT to an origin that is granted only in part: a plain tunnel would carry requests the grant does not allow.',
   ),
@@ -165,6 +182,8 @@ export const DENY_REASONS = [
   'cross_tenant',
   'agent_quarantined',
   'agent_not_registered',
+  'budget_exceeded',
+  'budget_unaccounted',
   'connect_needs_whole_origin',
   'unresolvable',
   'decision_failed',

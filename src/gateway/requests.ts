@@ -144,6 +144,7 @@ function refuse(
     detail: outcome.detail,
     problem: outcome.problem,
     destination: outcome.read?.authority ?? outcome.destination,
+    retryAfter: outcome.retryAfter,
   });
   sendRefusal(res, answer);
   // A 407's detail is its credential problem; any other refusal's is its fault in words.

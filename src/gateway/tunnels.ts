@@ -80,7 +80,15 @@ async function handle(
   }
   switch (outcome.kind) {
     case 'refuse':
-      refuse(socket, exchange, outcome.reason, outcome.detail, outcome.problem, outcome.read?.authority);
+      refuse(
+        socket,
+        exchange,
+        outcome.reason,
+        outcome.detail,
+        outcome.problem,
+        outcome.read?.authority,
+        outcome.retryAfter,
+      );
       return;
     case 'inspect':
       exchange.inspected = true;
@@ -102,8 +110,15 @@ function refuse(
   detail: string | null,
   problem?: string,
   destination?: string,
+  retryAfter?: number,
 ): void {
-  const answer = refusalAnswer(reason, { requestId: exchange.requestId, detail, problem, destination });
+  const answer = refusalAnswer(reason, {
+    requestId: exchange.requestId,
+    detail,
+    problem,
+    destination,
+    retryAfter,
+  });
   writeRefusal(socket, answer);
   exchange.finish(reason, answer.refusal.status, problem ?? detail);
 }

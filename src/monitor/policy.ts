@@ -3,7 +3,11 @@
 // (`24h`, `50MB`) lives here too, so that validation and the detections read the same numbers.
 // Pure: no I/O, no clock.
 
-/** What a detection does beyond recording its finding (SPEC.md): each includes the ones before. */
+/**
+ * What a detection does (SPEC.md): every finding is an alert; `revoke` also revokes the tokens
+ * involved (cascading), `quarantine` also quarantines the acting agent (its tokens stay valid for
+ * when it is released; every gateway refuses them meanwhile).
+ */
 export const RESPONSES = ['alert', 'revoke', 'quarantine'] as const;
 export type Response = (typeof RESPONSES)[number];
 

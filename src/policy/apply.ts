@@ -74,8 +74,9 @@ async function clear(tx: Queryable): Promise<void> {
 
 async function writeTenant(tx: Queryable, t: TenantModel): Promise<void> {
   await tx.query(
-    'insert into tenants (id, max_token_ttl, delegation_depth, egress_ceiling) values ($1, $2, $3, $4::jsonb)',
-    [t.id, t.maxTokenTtl, t.delegationDepth, t.ceiling === null ? null : json(t.ceiling)],
+    `insert into tenants (id, max_token_ttl, delegation_depth, egress_ceiling, monitoring)
+     values ($1, $2, $3, $4::jsonb, $5::jsonb)`,
+    [t.id, t.maxTokenTtl, t.delegationDepth, nullableJson(t.ceiling), nullableJson(t.monitoring)],
   );
   for (const i of t.integrations) {
     await tx.query('insert into integrations (tenant, name, rules) values ($1, $2, $3::jsonb)', [
@@ -132,9 +133,11 @@ async function writeFederation(tx: Queryable, t: TenantModel): Promise<void> {
 
 const CLIENT_COLUMNS =
   'client_id, tenant, kind, description, auth_method, jwks, jwks_uri, secret_env, secret_hash, ' +
-  'token_ttl, may_act, integrations, egress, effective_egress, may_delegate_to';
+  'token_ttl, may_act, integrations, egress, effective_egress, may_delegate_to, ' +
+  'budget_requests_per_minute, budget_bytes_out_per_hour';
 const CLIENT_VALUES =
-  '$1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11::jsonb, $12::jsonb, $13::jsonb, $14::jsonb, $15::jsonb';
+  '$1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11::jsonb, $12::jsonb, $13::jsonb, $14::jsonb, $15::jsonb, ' +
+  '$16, $17';
 
 function authValues(auth: ClientAuthModel): unknown[] {
   return [auth.method, nullableJson(auth.jwks), auth.jwksUri, auth.secretEnv, auth.secretHash];
@@ -153,6 +156,8 @@ async function writeAgent(tx: Queryable, tenant: string, a: AgentModel): Promise
     json(a.egress),
     json(a.effectiveEgress),
     json([]),
+    a.budget?.requestsPerMinute ?? null,
+    a.budget?.bytesOutPerHour ?? null,
   ]);
 }
 
@@ -169,6 +174,8 @@ async function writeApp(tx: Queryable, tenant: string, a: AppModel): Promise<voi
     json([]),
     json([]),
     json(a.mayDelegateTo),
+    null,
+    null,
   ]);
 }
 

@@ -1,7 +1,7 @@
 // One tenant's draft → its compiled model, running every semantic check on the way: grants and
 // rules resolve, names point at agents and tenants that exist, credentials are well-formed,
-// lifetimes fit the tenant's maximum, no user subject is a client id. Every grant gets its
-// effective egress = grant ∩ ceiling.
+// lifetimes fit the tenant's maximum, no user subject is a client id, monitoring and budgets read
+// as milliseconds and bytes. Every grant gets its effective egress = grant ∩ ceiling.
 import { formatRule, intersectRules, type Rule, simplifyRules } from '../egress/index.ts';
 import { checkClientAuth, checkIssuer } from './credentials.ts';
 import { describe } from './describe.ts';
@@ -23,6 +23,7 @@ import {
   type TrustedIssuerModel,
   type UserRightModel,
 } from './model.ts';
+import { compileBudget, compileMonitoring } from './monitoring.ts';
 import {
   checkAgentNames,
   checkFederationTenant,
@@ -105,6 +106,7 @@ export function compileTenant(draft: TenantDraft, refs: ReferenceContext, out: D
       integrations: grant.integrations,
       egress: grant.rules.map(formatRule),
       effectiveEgress: effective(grant.rules).map(formatRule),
+      budget: compileBudget(agent, out),
     });
   }
 
@@ -177,6 +179,7 @@ export function compileTenant(draft: TenantDraft, refs: ReferenceContext, out: D
     apps: apps.sort(byKey((a) => a.clientId)),
     trustedIssuers: trustedIssuers.sort(byKey((i) => i.issuer)),
     users: users.sort(byKey((u) => u.id)),
+    monitoring: compileMonitoring(draft.monitoring, out),
   };
   return { model, resolved: { id: draft.id, ceiling, owns, federation, principals } };
 }

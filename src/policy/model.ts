@@ -3,6 +3,7 @@
 // are in formatRule's canonical text, lists are sorted, and every grant already carries its
 // effective egress (grant ∩ tenant ceiling), so consumers never re-derive it.
 // Plain JSON data: the same value round-trips through the database unchanged.
+import type { MonitoringPolicy } from '../monitor/policy.ts';
 import type { AuthMethod, JwksData } from './shape.ts';
 
 export interface PolicyModel {
@@ -27,6 +28,24 @@ export interface TenantModel {
   readonly apps: readonly AppModel[];
   readonly trustedIssuers: readonly TrustedIssuerModel[];
   readonly users: readonly UserRightModel[];
+  /** null: the tenant declares no `monitoring:` (not monitored). */
+  readonly monitoring: MonitoringModel | null;
+}
+
+/**
+ * The tenant's `monitoring:` (SPEC.md, "Monitoring and containment"): durations in milliseconds,
+ * sizes in bytes; a detection the tenant does not declare is absent (never `undefined`, so the
+ * value round-trips through the database's jsonb unchanged).
+ */
+export interface MonitoringModel extends MonitoringPolicy {
+  /** Where alerts are sent; null: stored and listed only. */
+  readonly webhook: WebhookModel | null;
+}
+
+export interface WebhookModel {
+  readonly url: string;
+  /** The environment variable holding the HMAC key of X-Reins-Signature; never the key itself. */
+  readonly secretEnv: string;
 }
 
 export interface FederationModel {
@@ -61,6 +80,15 @@ export interface AgentModel {
   readonly egress: readonly string[];
   /** egress ∩ ceiling: what the agent may ever reach. */
   readonly effectiveEgress: readonly string[];
+  /** null: no budget. */
+  readonly budget: BudgetModel | null;
+}
+
+/** An agent's `budget:`, counted across every gateway; null: that limit is not set. */
+export interface BudgetModel {
+  readonly requestsPerMinute: number | null;
+  /** Bytes. */
+  readonly bytesOutPerHour: number | null;
 }
 
 export interface AppModel {

@@ -30,9 +30,16 @@ const SIGN = { add: '+', remove: '-', change: '~' } as const;
 
 function formatEntry(entry: PlanEntry): string[] {
   const note = entry.note ? ` (${entry.note})` : '';
-  const lines = [`  ${SIGN[entry.action]} ${entry.kind} ${entry.name}${note}`];
+  // Monitoring belongs to the tenant whose block it is in: no name to repeat.
+  const label = entry.kind === 'monitoring' ? entry.kind : `${entry.kind} ${entry.name}`;
+  const lines = [`  ${SIGN[entry.action]} ${label}${note}`];
   for (const line of entry.lines) lines.push(`      ${line.sign} ${line.text}`);
-  if (entry.action === 'add' && entry.lines.length === 0 && entry.kind !== 'trusted issuer') {
+  if (
+    entry.action === 'add' &&
+    entry.lines.length === 0 &&
+    entry.kind !== 'trusted issuer' &&
+    entry.kind !== 'monitoring'
+  ) {
     lines.push('      (no egress)');
   }
   return lines;

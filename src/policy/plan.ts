@@ -1,15 +1,33 @@
 // planChanges: what applying `after` over `before` would change, principal by principal. The
 // point is the effective egress: for every agent, app and user rule, which destinations appear
 // and which disappear (after the ceiling), so a reviewer sees what the apply really grants.
+// Monitoring (per tenant) and budgets (per agent) are shown setting by setting, in the policy's
+// own units; a webhook by its URL and the name of its secret's variable, never a secret.
 // Pure: both models come in as values (the applied one read from the database by the caller).
 import { createHash } from 'node:crypto';
 import { formatRule, parseRule, type Rule, simplifyRules } from '../egress/index.ts';
 import { canonicalJson } from './content-hash.ts';
 import { compareText } from './diagnostic.ts';
-import type { AgentModel, ClientAuthModel, PolicyModel, TenantModel, TrustedIssuerModel } from './model.ts';
+import type {
+  AgentModel,
+  BudgetModel,
+  ClientAuthModel,
+  MonitoringModel,
+  PolicyModel,
+  TenantModel,
+  TrustedIssuerModel,
+} from './model.ts';
+import { formatDuration, formatSize } from './quantities.ts';
 import { renderMatch } from './user-match.ts';
 
-export type EntryKind = 'tenant' | 'integration' | 'agent' | 'app' | 'trusted issuer' | 'user rule';
+export type EntryKind =
+  | 'tenant'
+  | 'monitoring'
+  | 'integration'
+  | 'agent'
+  | 'app'
+  | 'trusted issuer'
+  | 'user rule';
 export type Action = 'add' | 'remove' | 'change';
 
 export interface PlanLine {
@@ -21,7 +39,7 @@ export interface PlanEntry {
   readonly action: Action;
   readonly kind: EntryKind;
   readonly tenant: string;
-  /** The principal's name; the tenant id for kind 'tenant'. */
+  /** The principal's name; the tenant id for kinds 'tenant' and 'monitoring'. */
   readonly name: string;
   /** For an added entry: its attributes in one line (auth, lifetime, …). */
   readonly note: string | null;
@@ -53,6 +71,7 @@ const EMPTY_TENANT = (id: string): TenantModel => ({
   apps: [],
   trustedIssuers: [],
   users: [],
+  monitoring: null,
 });
 
 export function planChanges(before: PolicyModel, after: PolicyModel): Plan {
@@ -68,6 +87,8 @@ export function planChanges(before: PolicyModel, after: PolicyModel): Plan {
     if (tenantEntry) entries.push({ ...tenantEntry, action });
     else if (action !== 'change')
       entries.push({ action, kind: 'tenant', tenant: id, name: id, note: null, lines: [] });
+    const monitoring = monitoringEntry(id, a.monitoring, b.monitoring);
+    if (monitoring) entries.push(monitoring);
 
     const diff = <T>(
       kind: EntryKind,
@@ -191,8 +212,71 @@ function tenantView(t: TenantModel): View {
 function agentView(agent: AgentModel): View {
   return {
     sets: { '': agent.effectiveEgress },
-    attrs: { auth: authText(agent.auth), token_ttl: `${agent.tokenTtl}s`, may_act: listText(agent.mayAct) },
+    attrs: {
+      auth: authText(agent.auth),
+      token_ttl: `${agent.tokenTtl}s`,
+      may_act: listText(agent.mayAct),
+      // Absent when unset, so a new agent's note stays short and a change reads `none → …`.
+      ...(agent.budget && { budget: budgetText(agent.budget) }),
+    },
   };
+}
+
+function budgetText(budget: BudgetModel): string {
+  const limits: string[] = [];
+  if (budget.requestsPerMinute !== null) limits.push(`${budget.requestsPerMinute} requests/min`);
+  if (budget.bytesOutPerHour !== null) limits.push(`${formatSize(budget.bytesOutPerHour)} out/hour`);
+  return listText(limits);
+}
+
+/**
+ * The tenant's monitoring as one entry with a line per setting: `+`/`-` for a setting (or a
+ * whole `monitoring:`) that appears or disappears, `~ key: old → new` for one that changed.
+ */
+function monitoringEntry(
+  tenant: string,
+  before: MonitoringModel | null,
+  after: MonitoringModel | null,
+): PlanEntry | null {
+  if (before === null && after === null) return null;
+  const olds = before === null ? {} : monitoringSettings(before);
+  const nows = after === null ? {} : monitoringSettings(after);
+  const lines: PlanLine[] = [];
+  for (const key of [...new Set([...Object.keys(olds), ...Object.keys(nows)])]) {
+    const old = olds[key];
+    const now = nows[key];
+    if (old === now) continue;
+    if (old === undefined) lines.push({ sign: '+', text: `${key}: ${now}` });
+    else if (now === undefined) lines.push({ sign: '-', text: `${key}: ${old}` });
+    else lines.push({ sign: '~', text: `${key}: ${old} → ${now}` });
+  }
+  if (lines.length === 0) return null;
+  const action: Action = before === null ? 'add' : after === null ? 'remove' : 'change';
+  return { action, kind: 'monitoring', tenant, name: tenant, note: null, lines };
+}
+
+/** Policy key → its setting as text, in the order of the policy file. */
+function monitoringSettings(m: MonitoringModel): Record<string, string> {
+  const within = (ms: number) => `within ${formatDuration(ms)}`;
+  const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+  const settings: Record<string, string> = { learning_period: formatDuration(m.learningPeriodMs) };
+  if (m.newDestination) settings.new_destination = m.newDestination.response;
+  if (m.destinationBurst) {
+    const { response, newHosts, withinMs } = m.destinationBurst;
+    settings.destination_burst = `${response} on ${count(newHosts, 'new host', 'new hosts')} ${within(withinMs)}`;
+  }
+  if (m.denialSpike) {
+    const { response, denials, withinMs } = m.denialSpike;
+    settings.denial_spike = `${response} on ${count(denials, 'denial', 'denials')} ${within(withinMs)}`;
+  }
+  if (m.bytesOutSpike) {
+    const { response, factor, withinMs } = m.bytesOutSpike;
+    settings.bytes_out_spike = `${response} on ${factor}× the usual bytes out ${within(withinMs)}`;
+  }
+  if (m.forbiddenAddress) settings.forbidden_address = m.forbiddenAddress.response;
+  if (m.newMethod) settings.new_method = m.newMethod.response;
+  if (m.webhook) settings.webhook = `${m.webhook.url} with secret_env ${m.webhook.secretEnv}`;
+  return settings;
 }
 
 function issuerView(issuer: TrustedIssuerModel): View {

@@ -6,10 +6,14 @@ import { describe, pointerToPath, valueAt } from './describe.ts';
 import { type Diagnostic, error } from './diagnostic.ts';
 import type { NodePath, ParsedFile } from './document.ts';
 import { ISSUER_ALGORITHMS } from './model.ts';
+import { suggestDuration, suggestSize } from './quantities.ts';
 import { didYouMean, listOf } from './suggest.ts';
 
 /** Keys that would hold a secret in clear text. Never accepted: files end up in git. */
 const PLAINTEXT_SECRET_KEYS = new Set(['secret', 'client_secret', 'password', 'secret_value']);
+
+/** Where a file refers to a secret instead of holding it. */
+const SECRET_REFERENCES = new Set(['secret_env', 'secret_hash']);
 
 export const SECRET_FIX =
   "use 'secret_env: NAME' (the server reads the secret from that environment variable) or " +
@@ -25,6 +29,15 @@ const REQUIRED_HINTS: Record<string, string> = {
   issuer: "; add the issuer URL, e.g. 'issuer: https://login.example.com'",
   keys: "; a JWKS is '{ keys: [ { kty: EC, crv: P-256, x: …, y: … } ] }'",
   kty: '; every JWK names its key type: kty: EC, RSA or OKP',
+  response: '; add response: alert, revoke or quarantine',
+  new_hosts: "; add how many first contacts make a burst, e.g. 'new_hosts: 5'",
+  denials: "; add how many refusals make a spike, e.g. 'denials: 20'",
+  factor: "; add how many times the agent's usual bytes out make a spike, e.g. 'factor: 10'",
+  within: "; add the window the detection counts in, e.g. 'within: 1m'",
+  webhook: "; add e.g. 'webhook: { url: https://hooks.example.com/reins, secret_env: ALERT_SECRET }'",
+  url: "; add the URL alerts are posted to, e.g. 'url: https://hooks.example.com/reins'",
+  secret_env:
+    "; add the name of the environment variable that holds the webhook's signing secret, e.g. 'secret_env: ALERT_SECRET'",
 };
 
 /** What a pattern means, for fields whose pattern an operator cannot be expected to read. */
@@ -41,7 +54,16 @@ const PATTERN_HINTS: Record<string, string> = {
     'write a scrypt hash such as $scrypt$ln=15,r=8,p=1$<salt>$<hash>, made by `reins policy hash-secret`',
   jwks_uri: 'write an https:// URL',
   issuer: 'write the issuer URL exactly as the iss claim of its tokens, e.g. https://login.example.com',
+  url: 'write an http:// or https:// URL, e.g. https://hooks.example.com/reins',
 };
+
+/** Keys whose value is a duration, with the example their message gives. */
+const DURATION_EXAMPLES: Record<string, string> = { learning_period: '24h', within: '1m' };
+
+/** Keys whose value is a size (a oneOf of a string and a whole number in the schema). */
+const SIZE_KEYS = new Set(['bytes_out_per_hour']);
+
+const SIZE_FORMAT = 'a size: N, NkB, NMB or NGB (decimal), e.g. 50MB';
 
 const COMBINATORS = new Set(['oneOf', 'anyOf', 'not', 'if']);
 
@@ -61,10 +83,19 @@ export function schemaDiagnostics(file: ParsedFile, errors: readonly ErrorObject
   }
   for (const e of errors) {
     const path = pointerToPath(e.instancePath, file.value);
+    // `secret: …` where `secret_env` is required: the plaintext error already says what to write.
+    if (
+      e.keyword === 'required' &&
+      plaintextAt.has(e.instancePath) &&
+      SECRET_REFERENCES.has(String(e.params.missingProperty))
+    )
+      continue;
     if (isCombinatorError(e)) {
       if (combinedAt.has(e.instancePath) || plaintextAt.has(e.instancePath)) continue;
       combinedAt.add(e.instancePath);
-      out.push(error(file.locateKey(path), explainBranches(path, valueAt(file.value, path))));
+      // A size's branches fail on its value: point at the value, not at its key.
+      const at = SIZE_KEYS.has(String(lastKey(path))) ? file.locate(path) : file.locateKey(path);
+      out.push(error(at, explainBranches(path, valueAt(file.value, path))));
       continue;
     }
     const diagnostic = explain(file, e, path);
@@ -103,7 +134,12 @@ function explain(file: ParsedFile, e: ErrorObject, path: NodePath): Diagnostic |
     case 'type': {
       // `algorithms: HS256` would otherwise be told to write [HS256].
       const forbidden = isIssuerAlgorithms(path) ? forbiddenAlgorithm(where, value) : null;
-      return error(file.locate(path), forbidden ?? typeMessage(where, String(e.params.type), value));
+      const duration =
+        DURATION_EXAMPLES[String(last)] === undefined ? null : durationMessage(where, last, value);
+      return error(
+        file.locate(path),
+        forbidden ?? duration ?? typeMessage(where, String(e.params.type), value, path),
+      );
     }
     case 'enum': {
       const allowed = (e.params.allowedValues as unknown[]).map(String);
@@ -119,6 +155,8 @@ function explain(file: ParsedFile, e: ErrorObject, path: NodePath): Diagnostic |
         const at = file.locateKey([...path, e.propertyName]);
         return error(at, `'${e.propertyName}' is not a valid ${kind}: ${PATTERN_HINTS[String(last)] ?? ''}`);
       }
+      if (DURATION_EXAMPLES[String(last)] !== undefined)
+        return error(file.locate(path), durationMessage(where, last, value));
       const field = typeof last === 'number' ? lastKey(path.slice(0, -1)) : last;
       const hint = PATTERN_HINTS[String(field)] ?? `it must match ${String(e.params.pattern)}`;
       return error(file.locate(path), `${where} '${String(value)}' is not valid: ${hint}`);
@@ -130,6 +168,13 @@ function explain(file: ParsedFile, e: ErrorObject, path: NodePath): Diagnostic |
       return error(
         file.locate(path),
         `${where} must be ${bound} ${String(e.params.limit)}${unit}, not ${String(value)}`,
+      );
+    }
+    case 'exclusiveMinimum': {
+      const why = last === 'factor' ? ": a factor of 1 or less would fire on the agent's usual traffic" : '';
+      return error(
+        file.locate(path),
+        `${where} must be more than ${String(e.params.limit)}, not ${String(value)}${why}`,
       );
     }
     case 'minItems':
@@ -146,7 +191,9 @@ function explain(file: ParsedFile, e: ErrorObject, path: NodePath): Diagnostic |
         file.locateKey(path),
         last === 'match'
           ? `${where} needs at least one condition: sub, email, groups, roles, issuer or claims`
-          : `${where} must not be empty`,
+          : last === 'budget'
+            ? `${where} needs at least one limit: requests_per_minute or bytes_out_per_hour (or remove 'budget')`
+            : `${where} must not be empty`,
       );
     case 'propertyNames':
       return null; // the failing name's own error (pattern, maxLength) says what is wrong
@@ -155,7 +202,7 @@ function explain(file: ParsedFile, e: ErrorObject, path: NodePath): Diagnostic |
   }
 }
 
-function typeMessage(where: string, expected: string, value: unknown): string {
+function typeMessage(where: string, expected: string, value: unknown, path: NodePath): string {
   const wanted: Record<string, string> = {
     array: 'a list',
     object: 'a map of keys to values',
@@ -166,13 +213,39 @@ function typeMessage(where: string, expected: string, value: unknown): string {
   };
   const want = wanted[expected] ?? expected;
   if (value === null || value === undefined) return `${where} has no value; write ${want} or remove the key`;
-  const hint = expected === 'array' && typeof value === 'string' ? `; write [${value}]` : '';
+  const hint =
+    expected === 'array' && typeof value === 'string'
+      ? `; write [${value}]`
+      : expected === 'object' && typeof value === 'string' && path[1] === 'detections' && path.length === 3
+        ? `; write { response: ${value} }`
+        : '';
   return `${where} must be ${want}, not ${kindOf(value)}${hint}`;
+}
+
+/** A value at a duration key that is not `Ns`, `Nm` or `Nh`: the format, and the likely fix. */
+function durationMessage(where: string, key: string | number | undefined, value: unknown): string {
+  const format = `a duration: Ns, Nm or Nh, e.g. ${DURATION_EXAMPLES[String(key)] ?? '1m'}`;
+  if (value === null || value === undefined) {
+    const optional = key === 'learning_period' ? ', or remove the key for the default (24h)' : '';
+    return `${where} has no value; write ${format}${optional}`;
+  }
+  if (Number.isSafeInteger(value) || (typeof value === 'string' && /^[0-9]+$/.test(value))) {
+    return `${where} must be ${format}, not ${kindOf(value)}: add the unit, e.g. ${String(value)}s for seconds`;
+  }
+  const guess = typeof value === 'string' ? suggestDuration(value) : null;
+  const fix = guess === null ? '' : `; did you mean '${guess}'?`;
+  return `${where} must be ${format}, not ${kindOf(value)}${fix}`;
 }
 
 function explainBranches(path: NodePath, value: unknown): string {
   const where = describe(path);
   const last = lastKey(path);
+  if (SIZE_KEYS.has(String(last))) {
+    if (value === null) return `${where} has no value; write ${SIZE_FORMAT}, or remove the key`;
+    const guess = suggestSize(value);
+    const fix = guess === null ? '' : `; did you mean '${guess}'?`;
+    return `${where} must be ${SIZE_FORMAT}, or a whole number of bytes, not ${kindOf(value)}${fix}`;
+  }
   const has = (key: string) => typeof value === 'object' && value !== null && key in value;
   if (last === 'auth' && typeof value === 'object' && value !== null) {
     const method = (value as Record<string, unknown>).method;

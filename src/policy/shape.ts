@@ -1,6 +1,7 @@
 // The data of one policy file once it conforms to schema/policy.schema.json (SPEC.md, "Policy
 // file shape"). Keys stay snake_case as written in YAML; only data that passed the schema is
 // ever typed as this.
+import type { Response } from '../monitor/policy.ts';
 
 export type AuthMethod = 'private_key_jwt' | 'client_secret_basic' | 'client_secret_post';
 
@@ -42,6 +43,50 @@ export interface AgentData {
   readonly egress: readonly string[];
   readonly token_ttl?: number;
   readonly may_act?: readonly string[];
+  readonly budget?: BudgetData;
+}
+
+/** Both optional, at least one (the schema's minProperties). */
+export interface BudgetData {
+  readonly requests_per_minute?: number;
+  /** A size: `50MB`, `500kB`, `1000` or a whole number of bytes. */
+  readonly bytes_out_per_hour?: string | number;
+}
+
+/** One of RESPONSES (src/monitor/policy.ts); the schema's `response` enum lists the same. */
+export type ResponseData = Response;
+
+export interface MonitoringData {
+  /** A duration: `24h`, `30m`, `0s`. */
+  readonly learning_period?: string;
+  readonly detections?: DetectionsData;
+  readonly alerts?: { readonly webhook: WebhookData };
+}
+
+export interface DetectionsData {
+  readonly new_destination?: { readonly response: ResponseData };
+  readonly destination_burst?: {
+    readonly new_hosts: number;
+    readonly within: string;
+    readonly response: ResponseData;
+  };
+  readonly denial_spike?: {
+    readonly denials: number;
+    readonly within: string;
+    readonly response: ResponseData;
+  };
+  readonly bytes_out_spike?: {
+    readonly factor: number;
+    readonly within: string;
+    readonly response: ResponseData;
+  };
+  readonly forbidden_address?: { readonly response: ResponseData };
+  readonly new_method?: { readonly response: ResponseData };
+}
+
+export interface WebhookData {
+  readonly url: string;
+  readonly secret_env: string;
 }
 
 export interface AppData {
@@ -91,4 +136,5 @@ export interface PolicyFileData {
   readonly apps?: Readonly<Record<string, AppData>>;
   readonly trusted_issuers?: readonly IssuerData[];
   readonly users?: readonly UserRightData[];
+  readonly monitoring?: MonitoringData;
 }

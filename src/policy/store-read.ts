@@ -5,7 +5,9 @@ import { compareText } from './diagnostic.ts';
 import type {
   AgentModel,
   AppModel,
+  BudgetModel,
   ClientAuthModel,
+  MonitoringModel,
   PolicyModel,
   TenantModel,
   TrustedIssuerModel,
@@ -77,10 +79,11 @@ async function readIn(db: Queryable): Promise<AppliedPolicy> {
   const version = await readLatestVersion(db);
   const q = async <R>(sql: string) => (await db.query<R>(sql)).rows;
   const [tenants, integrations, clients, issuers, users, owned, federation] = [
-    await q<TenantRow>('select id, max_token_ttl, delegation_depth, egress_ceiling from tenants'),
+    await q<TenantRow>('select id, max_token_ttl, delegation_depth, egress_ceiling, monitoring from tenants'),
     await q<IntegrationRow>('select tenant, name, rules from integrations'),
     await q<ClientRow>(`select client_id, tenant, kind, description, auth_method, jwks, jwks_uri, secret_env, secret_hash,
-                         token_ttl, may_act, integrations, egress, effective_egress, may_delegate_to from clients`),
+                         token_ttl, may_act, integrations, egress, effective_egress, may_delegate_to,
+                         budget_requests_per_minute, budget_bytes_out_per_hour from clients`),
     await q<IssuerRow>(`select tenant, issuer, jwks, jwks_uri, audience, subject_claim, groups_claim, roles_claim,
                          algorithms from trusted_issuers`),
     await q<UserRow>('select tenant, id, match, integrations, egress, effective_egress from user_rights'),
@@ -119,6 +122,7 @@ async function readIn(db: Queryable): Promise<AppliedPolicy> {
           users: of(users, t.id)
             .map(userOf)
             .sort((a, b) => compareText(a.id, b.id)),
+          monitoring: t.monitoring,
         }),
       )
       .sort((a, b) => compareText(a.id, b.id)),
@@ -131,6 +135,8 @@ interface TenantRow {
   max_token_ttl: number;
   delegation_depth: number;
   egress_ceiling: string[] | null;
+  /** The MonitoringModel exactly as apply wrote it (migration 008). */
+  monitoring: MonitoringModel | null;
 }
 interface IntegrationRow {
   tenant: string;
@@ -153,6 +159,9 @@ interface ClientRow {
   egress: string[];
   effective_egress: string[];
   may_delegate_to: string[];
+  budget_requests_per_minute: number | null;
+  /** int8: both drivers give a number while it is exact, and validation keeps it below 2^53. */
+  budget_bytes_out_per_hour: number | null;
 }
 interface IssuerRow {
   tenant: string;
@@ -204,7 +213,16 @@ function agentOf(row: ClientRow): AgentModel {
     integrations: row.integrations,
     egress: row.egress,
     effectiveEgress: row.effective_egress,
+    budget: budgetOf(row),
   };
+}
+
+/** null when neither limit is set: validation never compiles an empty budget. */
+function budgetOf(row: ClientRow): BudgetModel | null {
+  const requestsPerMinute = row.budget_requests_per_minute;
+  const bytesOutPerHour = row.budget_bytes_out_per_hour;
+  if (requestsPerMinute === null && bytesOutPerHour === null) return null;
+  return { requestsPerMinute, bytesOutPerHour };
 }
 
 function appOf(row: ClientRow): AppModel {

@@ -1,6 +1,7 @@
 // Files → tenants. A tenant may span several files: its integrations, agents, apps, issuers and
 // user rights are the union of its files, and each setting may be declared once (or repeated with
-// the same value). Client ids share one namespace across the whole deployment, because the
+// the same value). `monitoring:` is declared in one file only: merging two halves of a detection
+// policy would make what runs depend on how the files are split. Client ids share one namespace across the whole deployment, because the
 // token endpoint finds a client by client_id before it knows the tenant.
 import { type Diagnostic, error, formatPosition, type Position } from './diagnostic.ts';
 import type { NodePath, ParsedFile } from './document.ts';
@@ -9,6 +10,7 @@ import type {
   AppData,
   FederationData,
   IssuerData,
+  MonitoringData,
   PolicyFileData,
   SettingsData,
   UserRightData,
@@ -38,6 +40,8 @@ export interface TenantDraft {
   readonly apps: Map<string, Located<AppData>>;
   readonly issuers: Located<IssuerData>[];
   readonly users: Located<UserRightData>[];
+  /** The tenant's `monitoring:`, from the one file that declares it; null: not monitored. */
+  monitoring: Located<MonitoringData> | null;
 }
 
 export interface ClientEntry {
@@ -79,6 +83,7 @@ function emptyTenant(id: string): TenantDraft {
     apps: new Map(),
     issuers: [],
     users: [],
+    monitoring: null,
   };
 }
 
@@ -139,6 +144,20 @@ function mergeFile(draft: TenantDraft, file: ParsedFile, data: PolicyFileData, o
   (data.users ?? []).forEach((user, i) => {
     draft.users.push(here(user, ['users', i]));
   });
+  if (data.monitoring) {
+    const first = draft.monitoring;
+    if (!first) {
+      draft.monitoring = here(data.monitoring, ['monitoring']);
+    } else {
+      out.push(
+        error(
+          file.locateKey(['monitoring']),
+          `monitoring of tenant '${draft.id}' is already declared at ` +
+            `${formatPosition(first.file.locateKey(first.path))}; declare monitoring in one file of the tenant`,
+        ),
+      );
+    }
+  }
 }
 
 function addUnique<T>(

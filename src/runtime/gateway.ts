@@ -2,7 +2,7 @@
 // the gateway port) and what they follow, kept on the main thread: the live state (revocations,
 // quarantines, policy) from the database, the signing keys the server publishes, and what watches
 // the one event stream every thread's exchanges are republished on (audit writer, log line,
-// metrics). Started and stopped together; on stop every thread publishes every exchange it began,
+// metrics, budgets). Started and stopped together; on stop every thread publishes every exchange it began,
 // then the audit queue is drained, so no row is lost.
 import { readFileSync } from 'node:fs';
 import type { Registry } from 'prom-client';
@@ -10,6 +10,7 @@ import type { Config } from '../config/settings.ts';
 import { type Opening, parseOpening } from '../egress/index.ts';
 import { AuditWriter, observeAudit, observeLog } from '../gateway/audit.ts';
 import { AuditSpool } from '../gateway/audit-spool.ts';
+import { BudgetMeter, observeBudgets } from '../gateway/budget.ts';
 import { ensureInterceptionCa, loadSigningCa, portableSigningCa } from '../gateway/ca/index.ts';
 import { ExchangeStream } from '../gateway/events.ts';
 import { LiveState } from '../gateway/live-state.ts';
@@ -58,6 +59,12 @@ export async function startGatewayRuntime(
     ...(spool === undefined ? {} : { spool }),
   });
   const { events, metrics } = observedExchanges(audit, log, registry);
+  // Budgets count from the same stream, on this thread; their stops reach the threads as live state.
+  const budgets = new BudgetMeter(db, live, {
+    onError: (err: unknown) => log.warn({ err }, 'could not reconcile budget usage through the database'),
+  });
+  observeBudgets(events, budgets);
+  budgets.start();
   let workers: Awaited<ReturnType<typeof startGatewayWorkers>>;
   try {
     workers = await startGatewayWorkers({
@@ -86,6 +93,7 @@ export async function startGatewayRuntime(
       log,
     });
   } catch (err) {
+    await budgets.close();
     await live.close();
     await audit.drain();
     await spool?.close();
@@ -100,6 +108,7 @@ export async function startGatewayRuntime(
     },
     async close() {
       await workers.close();
+      await budgets.close();
       await audit.drain();
       await spool?.close();
       await live.close();
@@ -157,7 +166,7 @@ export class GatewayConfigError extends Error {
 }
 
 /** REINS_GATEWAY_ALLOW_PRIVATE, each entry parsed; a wrong one stops the start with what to write. */
-function openingsOf(texts: readonly string[]): Opening[] {
+export function openingsOf(texts: readonly string[]): Opening[] {
   const openings: Opening[] = [];
   for (const text of texts) {
     const parsed = parseOpening(text);
@@ -170,7 +179,7 @@ function openingsOf(texts: readonly string[]): Opening[] {
 }
 
 /** REINS_GATEWAY_UPSTREAM_CA: a PEM bundle, given inline or as a file path. */
-function upstreamCaOf(value: string | undefined): string | undefined {
+export function upstreamCaOf(value: string | undefined): string | undefined {
   if (value === undefined || value.includes('-----BEGIN')) return value;
   try {
     return readFileSync(value, 'utf8');

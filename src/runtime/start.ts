@@ -18,15 +18,18 @@ import {
 } from '../admin/credential.ts';
 import { type AdminOptions, type AdminServer, startAdmin } from '../admin/server.ts';
 import type { Config } from '../config/settings.ts';
+import { systemResolver } from '../gateway/resolve.ts';
 import type { PolicyModel } from '../policy/index.ts';
 import type { Db } from '../store/db.ts';
 import { migrate } from '../store/migrate.ts';
 import { openDb } from '../store/open.ts';
 import { type AuthServer, startAuthServer } from './auth-server.ts';
-import { type GatewayRuntime, startGatewayRuntime } from './gateway.ts';
+import { type GatewayRuntime, openingsOf, startGatewayRuntime, upstreamCaOf } from './gateway.ts';
 import type { Logger } from './logger.ts';
+import { MonitoringWatcher } from './monitoring.ts';
 import { type PolicyFollower, startPolicyFollower } from './policy-follower.ts';
 import { StartError } from './start-error.ts';
+import { WebhookOutbox } from './webhooks.ts';
 
 export { StartError, type StartErrorCode } from './start-error.ts';
 
@@ -41,6 +44,8 @@ export interface Running {
   readonly auth: AuthServer;
   readonly gateway: GatewayRuntime;
   readonly policies: PolicyFollower;
+  /** Watches the audit trail when this process holds the monitoring lease (monitoring.ts). */
+  readonly monitoring: MonitoringWatcher;
   /** The applied policy's model, for what `serve` prints. */
   readonly model: () => PolicyModel;
   readonly adminCredentials: AdminCredentials;
@@ -60,13 +65,14 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   const running = await startProcess(config, log, (db, started) =>
     startServerParts(config, db, log, started, watch),
   );
-  const { policies, auth, credentials } = running.server;
+  const { policies, auth, monitoring, credentials } = running.server;
   return {
     db: running.db,
     admin: running.admin,
     auth,
     gateway: running.gateway,
     policies,
+    monitoring,
     model: () => policies.model(),
     adminCredentials: credentials,
     stop: running.stop,
@@ -115,6 +121,7 @@ class Started {
 interface ServerParts {
   readonly policies: PolicyFollower;
   readonly auth: AuthServer;
+  readonly monitoring: MonitoringWatcher;
   readonly credentials: AdminCredentials;
 }
 
@@ -210,7 +217,18 @@ async function startServerParts(
     listening('port', config.port, () => startAuthServer(config, db, log)),
     (auth) => auth.close(),
   );
-  return { policies, auth, credentials: adminCredentials(config.adminToken) };
+  // Monitoring stops before the database closes (the stack), with a last checkpoint.
+  const webhooks = new WebhookOutbox({
+    db,
+    log,
+    openings: openingsOf(config.gatewayAllowPrivate),
+    resolve: systemResolver,
+    ca: upstreamCaOf(config.gatewayUpstreamCa),
+  });
+  const monitoring = new MonitoringWatcher({ db, log, webhooks });
+  monitoring.start();
+  started.add(() => monitoring.stop());
+  return { policies, auth, monitoring, credentials: adminCredentials(config.adminToken) };
 }
 
 /**

@@ -2,21 +2,17 @@
 // while `reins serve` holds the data directory, `reins audit tail` and `reins policy
 // plan|apply` go through its admin API; SIGHUP re-reads REINS_POLICIES; an invalid edit is
 // refused and the applied version stays; the admin API refuses callers without its credential.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runReins } from '../support/run-reins.ts';
+import { type ServeProcess, startServe } from '../support/serve-process.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const ENTRY =
-  "const { main } = await import('./src/cli/main.ts');" +
-  "process.exitCode = await main(['node', 'reins', ...process.argv.slice(1)]);";
 const SECRET = 'operate-test-secret-0123456789';
 
 let upstream: http.Server;
@@ -26,7 +22,7 @@ let work = '';
 let dataDir = '';
 let policies = '';
 let server: ChildProcess;
-let output = '';
+let serve: ServeProcess;
 let gatewayUrl = '';
 let adminUrl = '';
 let tokenUrl = '';
@@ -68,32 +64,11 @@ beforeAll(async () => {
   policies = join(work, 'policies');
   await mkdir(policies);
   await writeFile(join(policies, 'ops.yaml'), policy('a'));
-  server = spawn(
-    process.execPath,
-    ['--import', 'tsx', '--input-type=module', '--eval', ENTRY, '--', 'serve'],
-    {
-      cwd: ROOT,
-      env: { ...process.env, ...env() },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  server.stdout?.on('data', (chunk: Buffer) => {
-    output += chunk.toString('utf8');
-  });
-  server.stderr?.on('data', (chunk: Buffer) => {
-    output += chunk.toString('utf8');
-  });
-  const running = /reins is running: authorization server (\S+) .*gateway (\S+), admin (\S+)\n/;
-  while (!running.test(output)) {
-    const closed = once(server, 'close').then(() => {
-      throw new Error(`serve exited before it was ready:\n${output}`);
-    });
-    await Promise.race([once(server.stdout as NodeJS.ReadableStream, 'data'), closed]);
-  }
-  const match = running.exec(output) as RegExpExecArray;
-  tokenUrl = `${match[1]}/token`;
-  gatewayUrl = match[2] as string;
-  adminUrl = match[3] as string;
+  serve = await startServe(env());
+  server = serve.process;
+  tokenUrl = serve.tokenUrl;
+  gatewayUrl = serve.gatewayUrl;
+  adminUrl = serve.adminUrl;
 }, 120_000);
 
 afterAll(async () => {
@@ -158,7 +133,8 @@ async function until(path: string, bearer: string, status: number, withinMs: num
 }
 
 async function logLine(text: string): Promise<string> {
-  while (!output.includes(text)) await once(server.stdout as NodeJS.ReadableStream, 'data');
+  while (!serve.output().includes(text)) await once(server.stdout as NodeJS.ReadableStream, 'data');
+  const output = serve.output();
   return output.slice(output.indexOf(text) - 400, output.indexOf(text) + 600);
 }
 
@@ -186,7 +162,7 @@ describe('a running reins on the embedded database, operated from another termin
       body: JSON.stringify({ sources: [{ file: 'x.yaml', name: 'x.yaml', text: 'tenant: x\n' }] }),
     });
     expect(apply.status).toBe(401);
-    expect(output).not.toContain('policy apply through the admin API');
+    expect(serve.output()).not.toContain('policy apply through the admin API');
   });
 
   it('`reins audit tail` shows the decisions just made', async () => {
@@ -231,7 +207,9 @@ describe('a running reins on the embedded database, operated from another termin
     server.kill('SIGHUP');
     await logLine('policy reloaded: applied version 3');
     // The apply of the previous test is replaced, and the log says so.
-    expect(output).toContain('policy reload: version 2 was applied from elsewhere (reins policy apply)');
+    expect(serve.output()).toContain(
+      'policy reload: version 2 was applied from elsewhere (reins policy apply)',
+    );
     expect(await until('/b/3', before, 403, 1_000)).toBeLessThan(1_000);
     const bearer = await token();
     expect(await through('/c/1', bearer)).toEqual({ status: 200, reason: undefined });

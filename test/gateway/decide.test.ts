@@ -61,6 +61,16 @@ const denials: readonly DenyRow[] = [
     reason: 'agent_not_registered',
   },
   {
+    name: 'an agent whose budget is spent for this window',
+    input: input({ budget: { reason: 'budget_exceeded', detail: 'spent' }, addresses: ['93.184.216.34'] }),
+    reason: 'budget_exceeded',
+  },
+  {
+    name: 'an agent with a budget no gateway can account for now',
+    input: input({ budget: { reason: 'budget_unaccounted', detail: 'no database' } }),
+    reason: 'budget_unaccounted',
+  },
+  {
     name: 'CONNECT to an origin granted only for some methods and paths',
     input: input({ target: connect('api.example.com:443'), connect: true }),
     reason: 'connect_needs_whole_origin',
@@ -83,9 +93,10 @@ describe('deny reasons', () => {
     for (const reason of DENY_REASONS) expect(REASONS[reason].meaning).toMatch(/\S.*\.$/);
   });
 
-  it('are answered 403 egress_denied, never 407', () => {
+  it('are answered 403 egress_denied (429 for a budget, SPEC.md), never 407', () => {
     for (const reason of DENY_REASONS) {
-      expect(REASONS[reason]).toMatchObject({ status: 403, error: 'egress_denied', decision: 'denied' });
+      const status = reason === 'budget_exceeded' || reason === 'budget_unaccounted' ? 429 : 403;
+      expect(REASONS[reason]).toMatchObject({ status, error: 'egress_denied', decision: 'denied' });
     }
   });
 
@@ -185,6 +196,13 @@ describe('resolution', () => {
     expect(decide(input({ quarantined: true }))).toMatchObject({
       verdict: 'deny',
       reason: 'agent_quarantined',
+    });
+  });
+
+  it('is never asked for an agent whose budget is spent', () => {
+    expect(decide(input({ budget: { reason: 'budget_exceeded', detail: 'spent' } }))).toMatchObject({
+      verdict: 'deny',
+      reason: 'budget_exceeded',
     });
   });
 
@@ -760,5 +778,28 @@ describe('decide, on generated grants, targets and answers', () => {
       }),
       { numRuns: 1_000 },
     );
+  });
+});
+
+describe('a spent budget', () => {
+  const spent = { reason: 'budget_exceeded', detail: 'spent' } as const;
+
+  it('stops a request the grant allows', () => {
+    expect(decide(input({ budget: spent, addresses: ['93.184.216.34'] }))).toMatchObject({
+      verdict: 'deny',
+      reason: 'budget_exceeded',
+      detail: 'spent',
+    });
+  });
+
+  it('leaves a request the grant refuses its own reason, for the audit trail and monitoring', () => {
+    const decision = decide(input({ budget: spent, target: request('GET https://evil.example/exfil') }));
+    expect(decision).toMatchObject({ verdict: 'deny', reason: 'no_matching_rule' });
+  });
+
+  it('comes after quarantine: a quarantined agent is told so', () => {
+    expect(decide(input({ budget: spent, quarantined: true }))).toMatchObject({
+      reason: 'agent_quarantined',
+    });
   });
 });

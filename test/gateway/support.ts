@@ -8,6 +8,7 @@ import { type JWK, SignJWT } from 'jose';
 import pino from 'pino';
 import { parseOpening } from '../../src/egress/index.ts';
 import { AuditWriter, observeAudit } from '../../src/gateway/audit.ts';
+import { BudgetMeter, type BudgetMeterOptions, observeBudgets } from '../../src/gateway/budget.ts';
 import type { Resolver } from '../../src/gateway/check.ts';
 import { ExchangeStream } from '../../src/gateway/events.ts';
 import type { InterceptMode, Interceptor } from '../../src/gateway/inspect.ts';
@@ -17,6 +18,7 @@ import { type Gateway, type GatewayLimits, startGateway } from '../../src/gatewa
 import { tableResolver } from '../../src/gateway/resolve.ts';
 import { localKeys, TokenVerifier } from '../../src/gateway/token.ts';
 import { loadKeys, loadPublicJwks } from '../../src/server/keys/index.ts';
+import type { Db } from '../../src/store/db.ts';
 import { sourcesOf, yaml } from '../policy/support.ts';
 import {
   type AuthServer,
@@ -166,6 +168,8 @@ export interface HarnessOptions {
   /** Smaller limits (timeouts) than the defaults. */
   readonly limits?: Partial<GatewayLimits>;
   readonly metrics?: GatewayMetrics;
+  /** Count budgets (budget.ts) with these options; `db` replaces the meter's database (to fail it). */
+  readonly budgets?: BudgetMeterOptions & { readonly db?: Db };
 }
 
 export async function startHarness(backend: TestBackend, options: HarnessOptions = {}): Promise<Harness> {
@@ -174,42 +178,8 @@ export async function startHarness(backend: TestBackend, options: HarnessOptions
   const extra = options.extraEgress?.(upstream.port) ?? [];
   const auth = await startAuthServer(backend, sourcesOf(gatewayPolicy(upstream.port, extra)));
   const { db } = auth;
-  const live = await LiveState.open(db, { pollMs: 100 });
-  const audit = new AuditWriter(db, pino({ level: 'silent' }));
-  const events = new ExchangeStream();
-  observeAudit(events, audit);
-  if (options.metrics !== undefined) observeMetrics(events, options.metrics);
-  const verifier = new TokenVerifier({
-    issuer: auth.url,
-    audience: GATEWAY,
-    keys: localKeys(() => loadPublicJwks(db)),
-  });
-  const openings = [`127.0.0.1/32:${upstream.port}`, ...(options.openings ?? [])].map((text) => {
-    const parsed = parseOpening(text);
-    if (!parsed.ok) throw new Error(parsed.error.message);
-    return parsed.opening;
-  });
-  const table = tableResolver({
-    'api.test': ['127.0.0.1'],
-    'whole.test': ['127.0.0.1'],
-    'removable.test': ['127.0.0.1'],
-    'internal.test': ['10.0.0.5'],
-    'owned.globex.test': ['127.0.0.1'],
-    ...options.hosts,
-  });
-  const gateway = await startGateway({
-    host: '127.0.0.1',
-    port: 0,
-    verifier,
-    live,
-    openings,
-    resolve: (name) => (options.resolveWith === undefined ? table(name) : options.resolveWith(name, table)),
-    events,
-    intercept: options.intercept,
-    interceptor: options.interceptor,
-    upstreamCa: options.upstreamCa,
-    limits: options.limits,
-  });
+  const beside = await startGatewayOn(db, auth.url, upstream.port, options);
+  const { gateway, live, audit } = beside;
   const signing = (await loadKeys(db, undefined)).signing[0];
   if (signing === undefined) throw new Error('no signing key');
   return {
@@ -249,11 +219,85 @@ export async function startHarness(backend: TestBackend, options: HarnessOptions
       await applySources(db, sourcesOf(files));
     },
     async close() {
-      await gateway.close();
-      await audit.drain();
-      await live.close();
+      await beside.close();
       await auth.close();
       await upstream.close();
+    },
+  };
+}
+
+/** A gateway with its own live state, event stream and audit writer: what one gateway process has. */
+export interface GatewayBeside {
+  readonly gateway: Gateway;
+  readonly live: LiveState;
+  readonly audit: AuditWriter;
+  readonly budgets: BudgetMeter | null;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a gateway on `db` that verifies tokens of the server at `issuer`: the harness's own, or
+ * a second one beside it (two gateway processes on one database). With `options.budgets`, a
+ * budget meter counts its exchanges as src/runtime/gateway.ts wires one.
+ */
+export async function startGatewayOn(
+  db: Db,
+  issuer: string,
+  upstreamPort: number,
+  options: HarnessOptions = {},
+): Promise<GatewayBeside> {
+  const live = await LiveState.open(db, { pollMs: 100 });
+  const audit = new AuditWriter(db, pino({ level: 'silent' }));
+  const events = new ExchangeStream();
+  observeAudit(events, audit);
+  if (options.metrics !== undefined) observeMetrics(events, options.metrics);
+  const budgets =
+    options.budgets === undefined ? null : new BudgetMeter(options.budgets.db ?? db, live, options.budgets);
+  if (budgets !== null) {
+    observeBudgets(events, budgets);
+    budgets.start();
+  }
+  const verifier = new TokenVerifier({
+    issuer,
+    audience: GATEWAY,
+    keys: localKeys(() => loadPublicJwks(db)),
+  });
+  const openings = [`127.0.0.1/32:${upstreamPort}`, ...(options.openings ?? [])].map((text) => {
+    const parsed = parseOpening(text);
+    if (!parsed.ok) throw new Error(parsed.error.message);
+    return parsed.opening;
+  });
+  const table = tableResolver({
+    'api.test': ['127.0.0.1'],
+    'whole.test': ['127.0.0.1'],
+    'removable.test': ['127.0.0.1'],
+    'internal.test': ['10.0.0.5'],
+    'owned.globex.test': ['127.0.0.1'],
+    ...options.hosts,
+  });
+  const gateway = await startGateway({
+    host: '127.0.0.1',
+    port: 0,
+    verifier,
+    live,
+    openings,
+    resolve: (name) => (options.resolveWith === undefined ? table(name) : options.resolveWith(name, table)),
+    events,
+    intercept: options.intercept,
+    interceptor: options.interceptor,
+    upstreamCa: options.upstreamCa,
+    limits: options.limits,
+  });
+  return {
+    gateway,
+    live,
+    audit,
+    budgets,
+    async close() {
+      await gateway.close();
+      await budgets?.close().catch(() => undefined);
+      await audit.drain();
+      await live.close();
     },
   };
 }

@@ -1,5 +1,5 @@
 // applyPolicy against every backend (PGlite always, PostgreSQL when DATABASE_URL is set).
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -63,6 +63,33 @@ const ISSUERS = sourcesOf({
   ),
 });
 
+const MONITORED = sourcesOf({
+  'acme.yaml': yaml(
+    'tenant: acme',
+    'monitoring:',
+    '  learning_period: 0s',
+    '  detections:',
+    '    new_destination:   { response: alert }',
+    '    destination_burst: { new_hosts: 5, within: 1m, response: quarantine }',
+    '    bytes_out_spike:   { factor: 2.5, within: 5m, response: alert }',
+    '  alerts:',
+    '    webhook: { url: "https://hooks.acme.example/reins", secret_env: ACME_ALERT_SECRET }',
+    'agents:',
+    '  billing-agent:',
+    '    auth: { method: client_secret_basic, secret_env: BILLING }',
+    '    egress: ["POST https://api.stripe.com/v1/"]',
+    '    budget: { requests_per_minute: 600, bytes_out_per_hour: 50GB }',
+    '  research-agent:',
+    '    auth: { method: client_secret_basic, secret_env: RESEARCH }',
+    '    egress: ["GET https://en.wikipedia.org/"]',
+    '    budget: { bytes_out_per_hour: 1500 }',
+    '  quiet-agent:',
+    '    auth: { method: client_secret_basic, secret_env: QUIET }',
+    '    egress: []',
+  ),
+  'globex.yaml': yaml('tenant: globex'),
+});
+
 describe.each(testBackends())('applying policies on $name', (backend) => {
   let db: Db;
   beforeEach(async () => {
@@ -113,6 +140,50 @@ describe.each(testBackends())('applying policies on $name', (backend) => {
       await expect(applyPolicy(db, { ...good, model: { tenants } })).rejects.toThrow(/algorithms_check/);
       expect(await snapshot(db)).toEqual(before);
     }
+  });
+
+  it('stores monitoring and budgets and reads them back unchanged, null where none is declared', async () => {
+    const input = compile(MONITORED);
+    await applyPolicy(db, input);
+    expect((await readAppliedPolicy(db)).model).toEqual(input.model);
+    const tenants = await db.query<{ id: string; monitoring: unknown }>(
+      'select id, monitoring from tenants order by id',
+    );
+    expect(tenants.rows).toEqual([
+      {
+        id: 'acme',
+        monitoring: {
+          learningPeriodMs: 0,
+          newDestination: { response: 'alert' },
+          destinationBurst: { newHosts: 5, withinMs: 60_000, response: 'quarantine' },
+          bytesOutSpike: { factor: 2.5, withinMs: 300_000, response: 'alert' },
+          webhook: { url: 'https://hooks.acme.example/reins', secretEnv: 'ACME_ALERT_SECRET' },
+        },
+      },
+      { id: 'globex', monitoring: null },
+    ]);
+    const clients = await db.query(
+      `select client_id, budget_requests_per_minute, budget_bytes_out_per_hour from clients order by client_id`,
+    );
+    expect(clients.rows).toEqual([
+      { client_id: 'billing-agent', budget_requests_per_minute: 600, budget_bytes_out_per_hour: 50e9 },
+      { client_id: 'quiet-agent', budget_requests_per_minute: null, budget_bytes_out_per_hour: null },
+      { client_id: 'research-agent', budget_requests_per_minute: null, budget_bytes_out_per_hour: 1500 },
+    ]);
+  });
+
+  it('refuses a budget of no requests even when the model skipped validation', async () => {
+    await applyPolicy(db, compile(exampleSources()));
+    const before = await snapshot(db);
+    const good = compile(exampleSources());
+    const budget = { requestsPerMinute: 0, bytesOutPerHour: null };
+    const zero: PolicyModel = {
+      tenants: good.model.tenants.map((t) => ({ ...t, agents: t.agents.map((a) => ({ ...a, budget })) })),
+    };
+    await expect(applyPolicy(db, { ...good, contentHash: 'sha256:other', model: zero })).rejects.toThrow(
+      /budget_requests_per_minute_check/,
+    );
+    expect(await snapshot(db)).toEqual(before);
   });
 
   it('applied twice with the same files records one version and leaves the same state', async () => {
@@ -217,5 +288,42 @@ describe.each(testBackends())('migration 003 on $name', (backend) => {
 
     expect((await migrate(db)).applied).toContain('003_issuer_algorithms.sql');
     expect((await readAppliedPolicy(db)).model).toEqual(model);
+  });
+});
+
+// Tenants and agents applied before migration 008 have no monitoring or budget columns: they read
+// back as not monitored and without a budget, which is what their files compile to now.
+describe.each(testBackends())('migration 008 on $name', (backend) => {
+  let db: Db;
+  let dir: string;
+  beforeEach(async () => {
+    db = await backend.open();
+    dir = await mkdtemp(join(tmpdir(), 'reins-migrations-'));
+  });
+  afterEach(async () => {
+    await db.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('reads tenants and agents applied before it as not monitored and without a budget', async () => {
+    const before = (await readdir(MIGRATIONS_DIR)).filter((name) => name < '008');
+    for (const name of before) await copyFile(join(MIGRATIONS_DIR, name), join(dir, name));
+    await migrate(db, dir);
+    const { model } = compile(SMALLER);
+    // What apply wrote before 008, column for column.
+    await db.query(
+      "insert into tenants (id, max_token_ttl, delegation_depth, egress_ceiling) values ('acme', 3600, 3, null)",
+    );
+    await db.query(
+      `insert into clients (client_id, tenant, kind, description, auth_method, jwks, jwks_uri, secret_env, secret_hash,
+                            token_ttl, may_act, integrations, egress, effective_egress, may_delegate_to)
+       values ('research-agent', 'acme', 'agent', null, 'client_secret_basic', null, null, 'RESEARCH', null,
+               300, '[]', '[]', '["GET https://en.wikipedia.org/"]', '["GET https://en.wikipedia.org/"]', '[]')`,
+    );
+
+    expect((await migrate(db)).applied).toContain('008_monitoring_policy.sql');
+    const applied = (await readAppliedPolicy(db)).model;
+    expect(applied).toEqual(model);
+    expect(applied.tenants[0]).toMatchObject({ monitoring: null, agents: [{ budget: null }] });
   });
 });

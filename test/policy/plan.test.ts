@@ -146,3 +146,104 @@ describe('a plan', () => {
     expect(added).toContain('algorithms ES256, ES384, ES512, EdDSA, PS256, RS256');
   });
 });
+
+describe('a plan of monitoring and budgets', () => {
+  const monitored = (...detections: string[]) =>
+    yaml(
+      'tenant: acme',
+      'monitoring:',
+      '  learning_period: 24h',
+      '  detections:',
+      ...detections.map((d) => `    ${d}`),
+      '  alerts:',
+      '    webhook: { url: "https://hooks.acme.example/reins", secret_env: ACME_ALERT_SECRET }',
+    );
+  const MONITORED = monitored(
+    'new_destination: { response: alert }',
+    'denial_spike: { denials: 20, within: 1m, response: revoke }',
+  );
+  const budgeted = (budget: string | null) =>
+    yaml(
+      'tenant: acme',
+      'agents:',
+      ...agent('billing-agent', '[]', budget === null ? [] : [`    budget: ${budget}`]),
+    );
+
+  it('shows monitoring added to a tenant setting by setting, the webhook without a secret', () => {
+    const text = formatPlan(planChanges(modelOf(yaml('tenant: acme')), modelOf(MONITORED)));
+    expect(text).toBe(
+      [
+        'tenant acme',
+        '  + monitoring',
+        '      + learning_period: 24h',
+        '      + new_destination: alert',
+        '      + denial_spike: revoke on 20 denials within 1m',
+        '      + webhook: https://hooks.acme.example/reins with secret_env ACME_ALERT_SECRET',
+        '',
+        'Plan: 1 to add, 0 to change, 0 to remove.',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('shows changed thresholds, responses and detections of a monitored tenant', () => {
+    const after = monitored(
+      'denial_spike: { denials: 10, within: 5m, response: quarantine }',
+      'destination_burst: { new_hosts: 1, within: 90s, response: alert }',
+      'bytes_out_spike: { factor: 2.5, within: 1h, response: alert }',
+    ).replace('learning_period: 24h', 'learning_period: 0s');
+    const text = formatPlan(planChanges(modelOf(MONITORED), modelOf(after)));
+    expect(text).toBe(
+      [
+        'tenant acme',
+        '  ~ monitoring',
+        '      ~ learning_period: 24h → 0s',
+        '      - new_destination: alert',
+        '      ~ denial_spike: revoke on 20 denials within 1m → quarantine on 10 denials within 5m',
+        '      + destination_burst: alert on 1 new host within 90s',
+        '      + bytes_out_spike: alert on 2.5× the usual bytes out within 1h',
+        '',
+        'Plan: 0 to add, 1 to change, 0 to remove.',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('shows a new webhook URL as a change and monitoring taken away as a removal', () => {
+    const moved = MONITORED.replace('hooks.acme.example/reins', 'alerts.acme.example/');
+    const changed = formatPlan(planChanges(modelOf(MONITORED), modelOf(moved)));
+    expect(changed).toContain(
+      '      ~ webhook: https://hooks.acme.example/reins with secret_env ACME_ALERT_SECRET → ' +
+        'https://alerts.acme.example/ with secret_env ACME_ALERT_SECRET',
+    );
+    const plan = planChanges(modelOf(MONITORED), modelOf(yaml('tenant: acme')));
+    expect(formatPlan(plan)).toContain(
+      ['  - monitoring', '      - learning_period: 24h', '      - new_destination: alert'].join('\n'),
+    );
+    expect(plan).toMatchObject({ add: 0, change: 0, remove: 1 });
+  });
+
+  it('says "No changes." when only the spelling of a duration or size changed', () => {
+    const before = `${MONITORED}${budgeted('{ bytes_out_per_hour: 50MB }').replace('tenant: acme\n', '')}`;
+    const after = before.replace('24h', '1440m').replace('50MB', '50000kB');
+    expect(formatPlan(planChanges(modelOf(before), modelOf(after)))).toBe('No changes.\n');
+  });
+
+  it("shows an agent's budget when added with the agent, set, changed and removed", () => {
+    const added = formatPlan(
+      planChanges(EMPTY_POLICY, modelOf(budgeted('{ requests_per_minute: 600, bytes_out_per_hour: 50MB }'))),
+    );
+    expect(added).toContain('may_act none; budget 600 requests/min, 50MB out/hour)');
+    const change = (from: string | null, to: string | null) =>
+      planChanges(modelOf(budgeted(from)), modelOf(budgeted(to))).entries.flatMap((e) => e.lines);
+    expect(change(null, '{ requests_per_minute: 600 }')).toEqual([
+      { sign: '~', text: 'budget: none → 600 requests/min' },
+    ]);
+    expect(
+      change('{ requests_per_minute: 600 }', '{ requests_per_minute: 60, bytes_out_per_hour: 1500kB }'),
+    ).toEqual([{ sign: '~', text: 'budget: 600 requests/min → 60 requests/min, 1500kB out/hour' }]);
+    expect(change('{ bytes_out_per_hour: 2GB }', null)).toEqual([
+      { sign: '~', text: 'budget: 2GB out/hour → none' },
+    ]);
+  });
+});

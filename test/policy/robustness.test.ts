@@ -15,6 +15,7 @@ const KEYS = [
   'apps',
   'trusted_issuers',
   'users',
+  'monitoring',
 ];
 
 const ruleish = fc.oneof(
@@ -37,6 +38,50 @@ const auth = fc.record(
   },
   { requiredKeys: [] },
 );
+const durationish = fc.oneof(
+  fc.constantFrom('24h', '0s', '1d', '1.5h', '5 min', '9999999999h'),
+  fc.anything(),
+);
+const sizeish = fc.oneof(
+  fc.constantFrom('50MB', '50mb', '1MiB', '0', '999999999999GB', 1.5, -1, 2 ** 60),
+  fc.string(),
+  fc.anything(),
+);
+const responseish = fc.constantFrom('alert', 'revoke', 'quarantine', 'block');
+const monitoringish = fc.record(
+  {
+    learning_period: durationish,
+    detections: fc.record(
+      {
+        new_destination: fc.record({ response: responseish }),
+        destination_burst: fc.record({
+          new_hosts: fc.anything(),
+          within: durationish,
+          response: responseish,
+        }),
+        bytes_out_spike: fc.record(
+          { factor: fc.oneof(fc.double(), fc.anything()), within: durationish, response: responseish },
+          { requiredKeys: [] },
+        ),
+        new_methd: fc.anything(),
+      },
+      { requiredKeys: [] },
+    ),
+    alerts: fc.record({
+      webhook: fc.record(
+        {
+          url: fc.oneof(
+            fc.constantFrom('https://u:p@x.example/#f', 'https://', 'http://x.example'),
+            fc.string(),
+          ),
+          secret_env: fc.constantFrom('A', '1'),
+        },
+        { requiredKeys: [] },
+      ),
+    }),
+  },
+  { requiredKeys: [] },
+);
 const policyish = fc.record(
   {
     tenant: fc.oneof(fc.constantFrom('acme', 'globex'), fc.anything()),
@@ -52,7 +97,16 @@ const policyish = fc.record(
     agents: fc.dictionary(
       fc.constantFrom('a1', 'a2', 'billing-agent'),
       fc.record(
-        { auth, egress: fc.array(ruleish), may_act: fc.array(fc.string()), token_ttl: fc.anything() },
+        {
+          auth,
+          egress: fc.array(ruleish),
+          may_act: fc.array(fc.string()),
+          token_ttl: fc.anything(),
+          budget: fc.record(
+            { requests_per_minute: fc.oneof(fc.integer(), fc.anything()), bytes_out_per_hour: sizeish },
+            { requiredKeys: [] },
+          ),
+        },
         { requiredKeys: [] },
       ),
     ),
@@ -62,6 +116,7 @@ const policyish = fc.record(
         egress: fc.array(ruleish),
       }),
     ),
+    monitoring: monitoringish,
     anything: fc.anything(),
   },
   { requiredKeys: [] },

@@ -52,6 +52,7 @@ import { decideIssuance, type Issuance } from './issuance.ts';
 import { type IssuedToken, recordIssued } from './ledger.ts';
 import { LedgerBatcher } from './ledger-batch.ts';
 import { ownTokenVerifier } from './own-token.ts';
+import { isQuarantined } from './quarantine.ts';
 
 export interface ProviderOptions {
   /** e.g. http://127.0.0.1:3000 */
@@ -219,6 +220,7 @@ export function createProvider(options: ProviderOptions): Provider {
       customizers: {
         jwt: async (ctx, _token, jwt) => {
           const decision = issuanceFor(ctx);
+          await refuseQuarantined(db, decision);
           const payload = jwt.payload as Record<string, unknown>;
           payload.authorization_details = decision.authorizationDetails;
           payload.scope = decision.scope || undefined;
@@ -335,4 +337,18 @@ function parsedDetails(value: unknown): readonly unknown[] | undefined {
 function cookieKeysOf(keys: readonly string[] | undefined): string[] {
   if (keys && keys.length > 0) return [...keys];
   return [crypto.randomUUID()];
+}
+
+/**
+ * Threat: a contained agent mints itself fresh tokens (or an app mints delegated ones through it).
+ * Checked where every token of ours is signed, client credentials and token exchange alike, right
+ * before its ledger row: one indexed read, on the database so that the refusal holds from the
+ * moment the quarantine committed.
+ */
+async function refuseQuarantined(db: Db, decision: Granted): Promise<void> {
+  if (!(await isQuarantined(db, decision.tenant, decision.agent))) return;
+  const detail = `agent ${decision.agent} is quarantined until an operator releases it`;
+  throw decision.kind === 'client_credentials'
+    ? new errors.UnauthorizedClient(detail)
+    : new errors.InvalidGrant(detail);
 }

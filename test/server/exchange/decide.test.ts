@@ -33,6 +33,7 @@ function agent(clientId: string, egress: readonly string[], extra: Partial<Agent
     integrations: [],
     egress,
     effectiveEgress: egress,
+    budget: null,
     ...extra,
   };
 }
@@ -64,6 +65,7 @@ function tenant(
     apps,
     trustedIssuers: [],
     users: [] as UserRightModel[],
+    monitoring: null,
     ...extra,
   };
 }

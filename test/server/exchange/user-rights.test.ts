@@ -47,6 +47,7 @@ function tenantWith(...users: UserRightModel[]): TenantModel {
     apps: [],
     trustedIssuers: [ISSUER],
     users,
+    monitoring: null,
   };
 }
 

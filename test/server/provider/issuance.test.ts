@@ -23,6 +23,7 @@ const tenant: TenantModel = {
   apps: [],
   trustedIssuers: [],
   users: [],
+  monitoring: null,
 };
 
 const agent: AgentModel = {
@@ -39,6 +40,7 @@ const agent: AgentModel = {
     'GET https://acme.api.saas.example/invoices',
     'GET,POST https://api.stripe.com/v1',
   ],
+  budget: null,
 };
 
 const details = (...entries: object[]) => ({ authorizationDetails: entries });
