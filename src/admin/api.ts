@@ -7,6 +7,8 @@
 // are bounded (body size, row limits) and every filter reaches SQL as a bound parameter.
 import type Koa from 'koa';
 import { type AuditFilter, lastAuditId, selectAudit } from '../gateway/audit-read.ts';
+import { formatReplay } from '../gateway/replay.ts';
+import { replaySince } from '../gateway/replay-read.ts';
 import { formatDiagnostic } from '../policy/index.ts';
 import type { InterceptMode } from '../policy/inspection.ts';
 import { applyReport, checkSources, planReport } from '../policy/operations.ts';
@@ -91,7 +93,12 @@ async function policy(ctx: Koa.Context, options: AdminApiOptions, apply: boolean
   }
   if (!apply) {
     const intercept = body.intercept === undefined ? options.intercept : interceptMode(body.intercept);
-    ctx.body = { diagnostics, text: await planReport(options.db, checked.checked, label, intercept) };
+    let text = await planReport(options.db, checked.checked, label, intercept);
+    const replay = replayOf(body.replay);
+    if (replay) {
+      text += `\n${formatReplay(await replaySince(options.db, checked.checked.model, replay.since), replay.period)}`;
+    }
+    ctx.body = { diagnostics, text };
     return;
   }
   const report = await applyReport(options.db, checked.checked);
@@ -114,6 +121,22 @@ function policySources(value: unknown): PolicySource[] {
     }
     return { file, name, text };
   });
+}
+
+/** `replay`: `{ since: ISO 8601, period: the words for it }` (what `--replay 24h` sends). */
+function replayOf(value: unknown): { since: Date; period: string } | undefined {
+  if (value === undefined) return undefined;
+  const { since, period } = (value ?? {}) as Record<string, unknown>;
+  const time = typeof since === 'string' ? new Date(since) : undefined;
+  if (
+    time === undefined ||
+    Number.isNaN(time.getTime()) ||
+    typeof period !== 'string' ||
+    !/^\d{1,9}[smhd]$/.test(period)
+  ) {
+    throw new BadRequest('replay: give { since: an ISO 8601 time, period: e.g. "24h" }');
+  }
+  return { since: time, period };
 }
 
 function interceptMode(value: unknown): InterceptMode {

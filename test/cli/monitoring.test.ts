@@ -20,7 +20,8 @@ import { type ServeProcess, startServe } from '../support/serve-process.ts';
 
 const SECRET = 'monitoring-cli-secret-0123456789';
 
-function policy(upstreamPort: number): string {
+/** `replayer` is the agent of the replay case only; `replayerPrefix` is what it may GET. */
+function policy(upstreamPort: number, replayerPrefix = '/r/'): string {
   return [
     'tenant: ops',
     'monitoring:',
@@ -31,6 +32,9 @@ function policy(upstreamPort: number): string {
     '  worker:',
     '    auth: { method: client_secret_basic, secret_env: OPS_WORKER_SECRET }',
     `    egress: ["GET http://127.0.0.1:${upstreamPort}/a/"]`,
+    '  replayer:',
+    '    auth: { method: client_secret_basic, secret_env: OPS_WORKER_SECRET }',
+    `    egress: ["GET http://127.0.0.1:${upstreamPort}${replayerPrefix}"]`,
     '',
   ].join('\n');
 }
@@ -76,10 +80,10 @@ describe('the monitoring commands against a running reins on the embedded databa
     await rm(work, { recursive: true, force: true });
   });
 
-  async function token(): Promise<{ status: number; body: Record<string, unknown> }> {
+  async function token(agent = 'worker'): Promise<{ status: number; body: Record<string, unknown> }> {
     const response = await fetch(tokenUrl, {
       method: 'POST',
-      headers: { authorization: `Basic ${Buffer.from(`worker:${SECRET}`).toString('base64')}` },
+      headers: { authorization: `Basic ${Buffer.from(`${agent}:${SECRET}`).toString('base64')}` },
       body: new URLSearchParams({ grant_type: 'client_credentials' }),
     });
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
@@ -194,6 +198,35 @@ describe('the monitoring commands against a running reins on the embedded databa
     expect((await reins('agent', 'release', 'worker', '--tenant', 'ops')).stdout).toContain(
       'was not quarantined',
     );
+  }, 60_000);
+
+  it('replays the recorded decisions against a narrower policy: exactly the requests it would refuse', async () => {
+    const bearer = String((await token('replayer')).body.access_token);
+    for (const path of ['/r/keep/1', '/r/keep/2', '/r/keep/3', '/r/drop/a', '/r/drop/b', '/r/drop/a']) {
+      expect(await through('127.0.0.1', path, bearer)).toEqual({ status: 200 });
+    }
+    expect((await through('127.0.0.1', '/other', bearer)).status).toBe(403);
+    const narrower = join(work, 'narrower');
+    await mkdir(narrower, { recursive: true });
+    await writeFile(join(narrower, 'ops.yaml'), policy(upstreamPort, '/r/keep/'));
+    const expected =
+      'tenant ops, agent replayer:\n' +
+      `  - would be refused: GET http://127.0.0.1:${upstreamPort}  3 requests (e.g. /r/drop/a, /r/drop/b)\n`;
+    // The audit rows are written in the background: plan until the last of them is there.
+    let run = await reins('policy', 'plan', narrower, '--replay', '1h');
+    for (let i = 0; i < 50 && !run.stdout.includes(expected); i++) {
+      run = await reins('policy', 'plan', narrower, '--replay', '1h');
+    }
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain(`- GET http://127.0.0.1:${upstreamPort}/r`);
+    expect(run.stdout).toMatch(/Replay of the last 1h: \d+ recorded requests judged under both policies\./);
+    // Only the replayer's dropped requests: nothing else would be decided differently.
+    expect(run.stdout.slice(run.stdout.indexOf('Replay of the last 1h'))).toMatch(
+      new RegExp(`judged under both policies\\.\n\n${expected.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`),
+    );
+    const bad = await reins('policy', 'plan', narrower, '--replay', 'yesterday');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--replay "yesterday": give a period back from now, e.g. 30m, 24h or 7d');
   }, 60_000);
 
   it('refuses to quarantine an agent the applied policy does not have', async () => {
