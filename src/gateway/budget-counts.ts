@@ -53,6 +53,8 @@ export interface CountedExchange {
   readonly agent: string | null;
   readonly decision: 'allowed' | 'denied';
   readonly bytesOut: number;
+  /** How long it lasted (ms); it is counted when it ended. */
+  readonly durationMs?: number | null;
 }
 
 export class BudgetCounts {
@@ -63,7 +65,9 @@ export class BudgetCounts {
    * costs the upstream nothing), and its bytes out whatever it was.
    */
   count(event: CountedExchange, budget: AgentBudget): void {
-    const time = event.time.getTime();
+    // Counted when it ended: an exchange that began in a window now over (a long upload, a tunnel
+    // open across the hour) must still count against the window its bytes reached.
+    const time = event.time.getTime() + Math.max(0, event.durationMs ?? 0);
     if (budget.requestsPerMinute !== null && event.decision === 'allowed') {
       this.#add(budget, 'requests', windowStart('requests', time), 1);
     }
@@ -100,12 +104,24 @@ export class BudgetCounts {
   }
 
   /**
-   * The database's totals after the sync that handed it `deltas`: every process's counts, these
-   * included (so they are no longer in flight).
+   * `deltas` are in the database now (committed): no longer in flight, and counted as synced
+   * until the next read of the sums says more. Never handed again, whatever fails after.
    */
-  synced(deltas: readonly Delta[], usage: readonly Usage[]): void {
-    for (const delta of deltas) this.#count(delta).inflight -= delta.amount;
-    for (const row of usage) this.#count(row).synced = row.used;
+  added(deltas: readonly Delta[]): void {
+    for (const delta of deltas) {
+      const count = this.#count(delta);
+      count.inflight -= delta.amount;
+      count.synced += delta.amount;
+    }
+  }
+
+  /** The database's sums: every process's counts, this one's added ones included. */
+  synced(usage: readonly Usage[]): void {
+    for (const row of usage) {
+      const count = this.#count(row);
+      // A sum read before this process's last add committed elsewhere cannot be lower than it.
+      count.synced = Math.max(count.synced, row.used);
+    }
   }
 
   /** Whether the agent is stopped now, and until when; null when it may go on. */

@@ -63,7 +63,10 @@ export class BudgetMeter {
 
   start(): void {
     this.#timer = setInterval(() => {
-      this.#running = this.#running.then(() => this.sync());
+      // The stops are judged on every tick, whether or not the last sync has come back: a
+      // database that hangs (no error, no answer) must still end in budget_unaccounted.
+      this.#refresh(this.#now());
+      if (!this.#syncing) this.#running = this.#running.then(() => this.sync());
     }, this.#syncMs);
     this.#timer.unref();
   }
@@ -105,14 +108,21 @@ export class BudgetMeter {
     this.#syncing = true;
     const deltas = this.#counts.take();
     try {
-      if (deltas.length > 0) await this.#add(deltas);
-      this.#counts.synced(deltas, await this.#usage(now));
+      if (deltas.length > 0) {
+        try {
+          await this.#deadline(this.#add(deltas));
+        } catch (err) {
+          this.#counts.failed(deltas);
+          throw err;
+        }
+        this.#counts.added(deltas);
+      }
+      this.#counts.synced(await this.#deadline(this.#usage(now)));
       this.#lastSync = now;
-      if (now - this.#lastPrune >= PRUNE_MS) await this.#prune(now);
     } catch (err) {
-      this.#counts.failed(deltas);
       this.#onError(err);
     }
+    if (now - this.#lastPrune >= PRUNE_MS) await this.#prune(now).catch(this.#onError);
     this.#syncing = false;
     this.#counts.prune(now);
     this.#refresh(now);
@@ -139,6 +149,22 @@ export class BudgetMeter {
       const [tenant = '', agent = ''] = key.split('\0');
       this.#live.setBudget(tenant, agent, null);
     }
+  }
+
+  /**
+   * A query that has not answered within the grace is given up (a hung connection answers
+   * nothing, ever): the sync fails, and its counts are handed again with the next one. Should
+   * the given-up INSERT commit after all, they count twice — an overcount, the side budgets err on.
+   */
+  #deadline<T>(work: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`the database did not answer within ${this.#unaccountedAfterMs} ms`)),
+        this.#unaccountedAfterMs,
+      );
+    });
+    return Promise.race([work, late]).finally(() => clearTimeout(timer));
   }
 
   #mark(tenant: string, agent: string, mark: BudgetMark): void {

@@ -84,9 +84,20 @@ export function standingLost(
   facts: TokenFacts,
   nowSeconds: number,
 ): 'revoked' | 'expired' | 'quarantined' | null {
+  return tokenLapsed(live, facts, nowSeconds) ?? (quarantinedIn(live, facts) ? 'quarantined' : null);
+}
+
+/**
+ * Whether an agent the token acts in is quarantined: its acting agent, or one earlier in its
+ * chain (SPEC.md: "every live token it acts in is refused").
+ */
+export function quarantinedIn(live: LiveView, facts: TokenFacts): boolean {
+  if (live.isQuarantined(facts.tenant, facts.agent)) return true;
+  const others = facts.alsoActing;
   return (
-    tokenLapsed(live, facts, nowSeconds) ??
-    (live.isQuarantined(facts.tenant, facts.agent) ? 'quarantined' : null)
+    others !== undefined &&
+    others.length > 0 &&
+    others.some((agent) => live.isQuarantined(facts.tenant, agent))
   );
 }
 
@@ -115,7 +126,7 @@ function decisionInput(ctx: CheckContext, facts: TokenFacts, target: Target, con
   return {
     token: { tenant: facts.tenant, agent: facts.agent, egress: facts.egress },
     registration: policy.registration(facts.tenant, facts.agent) ?? null,
-    quarantined: ctx.live.isQuarantined(facts.tenant, facts.agent),
+    quarantined: quarantinedIn(ctx.live, facts),
     budget: ctx.live.budgetStop(facts.tenant, facts.agent, Date.now()),
     ceiling: policy.ceiling(facts.tenant),
     ownership: policy.ownership(facts.tenant),

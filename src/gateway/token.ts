@@ -16,6 +16,11 @@ export interface TokenFacts {
   readonly agent: string;
   /** The RFC 8693 chain as issued; null for an agent's own token. */
   readonly act: unknown;
+  /**
+   * The other agents the token acts in: the earlier actors of its chain and its `sub` (an agent's
+   * own token delegated onwards keeps it as `sub`). Quarantining any of them stops the token.
+   */
+  readonly alsoActing?: readonly string[];
   /** Seconds since the epoch. */
   readonly exp: number;
   readonly rules: readonly Rule[];
@@ -154,11 +159,28 @@ function factsOf(payload: JWTPayload): TokenCheck {
       sub,
       agent: actor,
       act,
+      alsoActing: alsoActing(act, sub, actor),
       exp,
       rules: granted.rules,
       egress: compileRuleSet(granted.rules),
     },
   };
+}
+
+/** Chains are capped by the tenant's delegation depth; this only bounds a forged-looking claim. */
+const MAX_CHAIN = 32;
+
+function alsoActing(act: unknown, sub: string, actor: string): readonly string[] {
+  if (act === null) return [];
+  const others = new Set<string>([sub]);
+  let link = (act as { act?: unknown }).act;
+  for (let depth = 0; depth < MAX_CHAIN && typeof link === 'object' && link !== null; depth++) {
+    const { sub: earlier, act: next } = link as { sub?: unknown; act?: unknown };
+    if (typeof earlier === 'string') others.add(earlier);
+    link = next;
+  }
+  others.delete(actor);
+  return [...others];
 }
 
 function fail(problem: TokenProblem, detail: string): TokenCheck {

@@ -57,6 +57,15 @@ export async function checkpointLease(
   return rows.length === 1;
 }
 
+/** Whether `holder` holds the lease now (unexpired): asked before acting on a finding. */
+export async function holdsLease(db: Queryable, holder: string): Promise<boolean> {
+  const { rows } = await db.query(
+    `select 1 from monitor_lease where name = $1 and holder = $2 and expires_at > now()`,
+    [LEASE, holder],
+  );
+  return rows.length === 1;
+}
+
 /** Lets the lease go at once (an orderly stop), so another process need not wait for it to lapse. */
 export async function releaseLease(db: Queryable, holder: string): Promise<void> {
   await db.query(

@@ -20,7 +20,7 @@ import { type AuditRecord, selectAudit } from '../gateway/audit-read.ts';
 import { type AlertOutcome, recordAlert, recordOutcome } from '../monitor/alerts-store.ts';
 import { loadBaselines, saveBaselines } from '../monitor/baselines-store.ts';
 import { type Finding, Monitor, type MonitoredEvent, type SubjectKey } from '../monitor/index.ts';
-import { acquireLease, checkpointLease, releaseLease } from '../monitor/lease.ts';
+import { acquireLease, checkpointLease, holdsLease, releaseLease } from '../monitor/lease.ts';
 import type { MonitoringModel, PolicyModel } from '../policy/model.ts';
 import { readAppliedPolicy, readLatestVersion } from '../policy/store-read.ts';
 import { revokeTree } from '../server/provider/ledger.ts';
@@ -51,7 +51,12 @@ const BATCH = 1_000;
 interface Outgoing {
   readonly finding: Finding;
   alertId: number | null;
+  /** How many times its response failed. */
+  failures: number;
 }
+
+/** A response failing this many times in a row is given up and the alert says so. */
+const MAX_RESPONSE_FAILURES = 5;
 
 /** The state of a holder of the watch; dropped whole when the lease is lost. */
 interface Watch {
@@ -107,7 +112,10 @@ export class MonitoringWatcher {
     const watch = this.#watch;
     if (watch === null) return;
     try {
-      await this.#checkpoint(watch);
+      await this.#send(watch).catch(() => undefined);
+      // A finding not yet acted on must not be checkpointed past: without this checkpoint, the
+      // next holder learns its rows again (from the last one) and finds it again.
+      if (watch.outgoing.length === 0) await this.#checkpoint(watch);
       await releaseLease(this.#db, this.#holder);
     } catch (err) {
       this.#log.warn(
@@ -132,10 +140,17 @@ export class MonitoringWatcher {
       if (watch === null) return;
       await this.#refreshPolicies();
       await this.#send(watch);
+      const started = Date.now();
       for (let more = true; more && watch.outgoing.length === 0 && !this.#stopped; ) {
         more = await this.#learn(watch);
+        // A backlog (after an outage) is read in one tick, but the lease is renewed as it goes:
+        // a lease lapsing under a long read would let a second process learn the same rows.
+        if (Date.now() - watch.lastCheckpoint >= this.#checkpointMs) await this.#checkpoint(watch);
+        if (this.#watch !== watch || Date.now() - started > this.#leaseMs / 2) break;
       }
-      if (Date.now() - watch.lastCheckpoint >= this.#checkpointMs) await this.#checkpoint(watch);
+      if (this.#watch === watch && Date.now() - watch.lastCheckpoint >= this.#checkpointMs) {
+        await this.#checkpoint(watch);
+      }
       this.#webhooks?.kick((tenant) => this.#policies.get(tenant)?.webhook ?? null);
     } catch (err) {
       // The database away, most likely: what was learnt stays, unsent findings wait in order.
@@ -184,7 +199,8 @@ export class MonitoringWatcher {
     const now = Date.now();
     for (const row of rows) {
       const event = eventOf(row);
-      for (const finding of watch.monitor.observe(event)) watch.outgoing.push({ finding, alertId: null });
+      for (const finding of watch.monitor.observe(event))
+        watch.outgoing.push({ finding, alertId: null, failures: 0 });
       if (row.tenant !== null && row.agent !== null) {
         const keys: SubjectKey[] = [{ tenant: row.tenant, agent: row.agent, user: null }];
         if (row.subject !== null && row.subject !== row.agent) {
@@ -203,12 +219,30 @@ export class MonitoringWatcher {
 
   /** Stores and responds to every waiting finding, in order; stops at the first failure. */
   async #send(watch: Watch): Promise<void> {
+    // Fencing: only the holder acts. A process that lost its lease (the database was away longer
+    // than the lease) finds so here, before it revokes or quarantines anything twice.
+    if (watch.outgoing.length > 0 && !(await holdsLease(this.#db, this.#holder))) {
+      this.#log.warn({ holder: this.#holder }, 'monitoring lost its lease to another process; standing by');
+      this.#watch = null;
+      return;
+    }
     while (watch.outgoing.length > 0) {
       const next = watch.outgoing[0] as Outgoing;
       const { finding } = next;
       const policy = this.#policies.get(finding.subject.tenant);
       if (next.alertId === null) next.alertId = await recordAlert(this.#db, finding, policy?.webhook != null);
-      const outcome = await this.#respond(finding, next.alertId);
+      let outcome: AlertOutcome;
+      try {
+        outcome = await this.#respond(finding, next.alertId);
+      } catch (err) {
+        // A response that keeps failing is given up after a few tries, said in the alert (an
+        // operator must act): it must not stop monitoring for every tenant.
+        next.failures += 1;
+        if (next.failures < MAX_RESPONSE_FAILURES) throw err;
+        outcome = {
+          error: `the ${finding.response} failed ${next.failures} times: ${err instanceof Error ? err.message : String(err)}`,
+        };
+      }
       await recordOutcome(this.#db, next.alertId, outcome);
       watch.outgoing.shift();
       this.#log.warn(

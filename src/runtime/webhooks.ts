@@ -82,40 +82,50 @@ export class WebhookOutbox {
     const alerts = new Map(
       (await selectAlerts(db, { ids: rows.map((row) => row.alert_id), limit: BATCH })).map((a) => [a.id, a]),
     );
-    // A receiver that failed once this pass is not tried again for its other alerts.
+    // A tenant whose receiver failed once this pass is not tried again for its other alerts, and
+    // they wait with the failed one: another tenant's alerts then fill the next pass, so one
+    // receiver that is down never holds up the others'.
     const failing = new Set<string>();
     for (const due of rows) {
       if (this.#abort.signal.aborted) return;
       const alert = alerts.get(due.alert_id);
-      if (alert === undefined) continue;
+      if (alert === undefined || failing.has(alert.tenant)) continue;
       const webhook = webhookOf(alert.tenant);
-      if (webhook === null) {
-        // The tenant's policy no longer names a webhook: nobody is there to tell.
-        await this.#settle(due, null, 'the tenant has no webhook any more');
+      const problem =
+        webhook === null
+          ? // Kept, not dropped: a webhook removed mid-rotation may be named again.
+            "the tenant's policy names no webhook now"
+          : await this.#deliver(alert, webhook);
+      if (problem === null) {
+        await this.#delivered(due);
         continue;
       }
-      if (failing.has(webhook.url)) continue;
-      const problem = await this.#deliver(alert, webhook);
-      if (problem !== null) failing.add(webhook.url);
-      await this.#settle(due, problem, problem);
+      failing.add(alert.tenant);
+      await this.#retryLater(due, alert.tenant, problem);
     }
   }
 
-  /** Records a delivery's outcome: delivered (problem null), or when to try again. */
-  async #settle(due: Due, problem: string | null, note: string | null): Promise<void> {
-    if (problem === null) {
-      await this.#options.db.query(
-        `update alert_deliveries set delivered_at = now(), attempts = attempts + 1, last_error = $2 where alert_id = $1`,
-        [due.alert_id, note],
-      );
-      return;
-    }
+  async #delivered(due: Due): Promise<void> {
+    await this.#options.db.query(
+      `update alert_deliveries set delivered_at = now(), attempts = attempts + 1, last_error = null where alert_id = $1`,
+      [due.alert_id],
+    );
+  }
+
+  /** The failed delivery, and every other due one of its tenant, wait for the next attempt. */
+  async #retryLater(due: Due, tenant: string, problem: string): Promise<void> {
     const attempts = due.attempts + 1;
+    const delayMs = (this.#options.retryDelayMs ?? retryDelayMs)(attempts);
     await this.#options.db.query(
       `update alert_deliveries
           set attempts = $2, last_error = $3, next_attempt_at = now() + $4 * interval '1 millisecond'
         where alert_id = $1`,
-      [due.alert_id, attempts, problem, (this.#options.retryDelayMs ?? retryDelayMs)(attempts)],
+      [due.alert_id, attempts, problem, delayMs],
+    );
+    await this.#options.db.query(
+      `update alert_deliveries set next_attempt_at = now() + $3 * interval '1 millisecond'
+        where tenant = $1 and alert_id <> $2 and delivered_at is null and next_attempt_at <= now()`,
+      [tenant, due.alert_id, delayMs],
     );
     this.#options.log.warn(
       { alert: { id: due.alert_id }, attempts, error: problem },
@@ -125,6 +135,11 @@ export class WebhookOutbox {
 
   /** Sends one alert; null when the receiver acknowledged it (2xx), else what went wrong. */
   async #deliver(alert: AlertRecord, webhook: WebhookModel): Promise<string | null> {
+    // Threat: a policy author naming one of the server's own settings (REINS_ADMIN_TOKEN,
+    // DATABASE_URL …) as the secret would receive HMACs keyed with it: an offline guessing oracle.
+    if (/^REINS_/.test(webhook.secretEnv) || webhook.secretEnv === 'DATABASE_URL') {
+      return `secret_env ${webhook.secretEnv} names one of the server's own settings: give the webhook a variable of its own`;
+    }
     const secret = (this.#options.env ?? process.env)[webhook.secretEnv];
     if (secret === undefined || secret === '') {
       return `the webhook's secret is not set: set ${webhook.secretEnv} in the server's environment`;
@@ -148,8 +163,12 @@ export class WebhookOutbox {
           agent: false,
           // An extra CA adds to the system's roots; given alone it would replace them.
           ca: this.#options.ca === undefined ? undefined : [...tls.rootCertificates, this.#options.ca],
-          timeout: this.#options.timeoutMs ?? 10_000,
-          signal: this.#abort.signal,
+          // The whole delivery, not only a quiet socket: a receiver trickling a byte every few
+          // seconds must not hold the outbox.
+          signal: AbortSignal.any([
+            this.#abort.signal,
+            AbortSignal.timeout(this.#options.timeoutMs ?? 10_000),
+          ]),
           headers: {
             'content-type': 'application/json',
             'content-length': Buffer.byteLength(body),
@@ -159,12 +178,12 @@ export class WebhookOutbox {
           },
         },
         (response) => {
-          response.resume();
+          // The status is the answer; its body, which may never end, is not waited for.
           const status = response.statusCode ?? 0;
+          response.destroy();
           resolve(status >= 200 && status <= 299 ? null : `the receiver answered ${status}`);
         },
       );
-      request.on('timeout', () => request.destroy(new Error('no answer in time')));
       request.on('error', (err) => resolve(`could not reach the receiver: ${err.message}`));
       request.end(body);
     });
@@ -184,7 +203,8 @@ export class WebhookOutbox {
         return `the webhook's host ${hostname} resolves to ${verdict.address} (${verdict.class}), which the gateway refuses; open it with REINS_GATEWAY_ALLOW_PRIVATE if it is yours`;
       }
     }
-    const first = answers[0] as string;
+    // An IPv4-mapped answer is dialled as its IPv4 (it is that host, and was judged as it).
+    const first = classifyAddress(answers[0] as string).address.replace(/^::ffff:(?=\d+\.)/i, '');
     return { address: first, family: first.includes(':') ? 6 : 4 };
   }
 }

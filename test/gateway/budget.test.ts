@@ -67,7 +67,8 @@ describe('budget counts', () => {
     expect(deltas).toEqual([{ tenant: 'acme', agent: 'worker', kind: 'requests', window: T0, amount: 1 }]);
     // In flight: still counted.
     expect(counts.stop(budget(1, null), T0)).not.toBeNull();
-    counts.synced(deltas, [{ tenant: 'acme', agent: 'worker', kind: 'requests', window: T0, used: 9 }]);
+    counts.added(deltas);
+    counts.synced([{ tenant: 'acme', agent: 'worker', kind: 'requests', window: T0, used: 9 }]);
     expect(counts.stop(limit, T0)).toBeNull();
     counts.count(exchange(T0 + 1, 'allowed'), limit);
     expect(counts.stop(limit, T0 + 1)).toMatchObject({ reason: 'budget_exceeded' });
@@ -82,6 +83,26 @@ describe('budget counts', () => {
     expect(counts.take()).toEqual([
       { tenant: 'acme', agent: 'worker', kind: 'requests', window: T0, amount: 2 },
     ]);
+  });
+
+  it('hands a committed count to the database once, even when reading the sums back fails', () => {
+    const counts = new BudgetCounts();
+    const limit = budget(10, null);
+    counts.count(exchange(T0, 'allowed'), limit);
+    counts.added(counts.take());
+    // No sums read (the read failed): nothing is handed again, and the count still stands.
+    expect(counts.take()).toEqual([]);
+    expect(counts.stop(budget(1, null), T0)).not.toBeNull();
+  });
+
+  it('counts an exchange in the window it ended in: a tunnel open across the hour still counts', () => {
+    const counts = new BudgetCounts();
+    const limit = budget(null, 1_000);
+    counts.count({ ...exchange(T0 - 60_000, 'allowed', 5_000), durationMs: 120_000 }, limit);
+    expect(counts.stop(limit, T0 + 61_000)).toMatchObject({
+      reason: 'budget_exceeded',
+      until: T0 + 3_600_000,
+    });
   });
 
   it('aligns windows to the epoch', () => {
@@ -241,18 +262,20 @@ describe.each(testBackends())('budgets at the gateway on $name', (backend) => {
 
 describe.each(testBackends())('a gateway that cannot account for budgets on $name', (backend) => {
   let h: Harness;
-  let failing = false;
+  let failing: false | 'refusing' | 'hanging' = false;
 
   beforeAll(async () => {
     // The meter's database, failing while `failing`: what an unreachable PostgreSQL looks like to it.
     let inner: Db | undefined;
     const reach = (): Db => {
-      if (failing || inner === undefined) throw new Error('connection refused');
+      if (failing === 'refusing' || inner === undefined) throw new Error('connection refused');
       return inner;
     };
     const flaky = {
       backend: 'pg',
-      query: async (sql: string, params?: readonly unknown[]) => reach().query(sql, params),
+      // Hanging: no error and no answer, ever (a partition that drops packets).
+      query: async (sql: string, params?: readonly unknown[]) =>
+        failing === 'hanging' ? new Promise(() => undefined) : reach().query(sql, params),
       transaction: async <T>(work: (tx: Queryable) => Promise<T>) => reach().transaction(work),
     } as unknown as Db;
     h = await startHarness(backend, { budgets: { db: flaky, syncMs: 50, unaccountedAfterMs: 300 } });
@@ -262,23 +285,32 @@ describe.each(testBackends())('a gateway that cannot account for budgets on $nam
     await h?.close();
   });
 
-  it('refuses an agent with a budget (budget_unaccounted) until it can again, and lets others through', async () => {
-    const port = h.upstream.port;
-    await h.applyPolicy(budgetPolicy(port, '{ requests_per_minute: 1000 }'));
-    await within(2_000, () => h.live.policy.budgets.size === 1);
-    const token = await h.workerToken();
-    expect((await get(h.gateway.port, token, `http://api.test:${port}/v1/x`)).status).toBe(200);
-    failing = true;
-    const refused = await within(3_000, async () => {
-      const answer = await get(h.gateway.port, token, `http://api.test:${port}/v1/x`);
-      return answer.status === 429 ? answer : undefined;
-    });
-    expect(refused.reason).toBe('budget_unaccounted');
-    expect(JSON.parse(refused.body)).toMatchObject({ error: 'egress_denied', reason: 'budget_unaccounted' });
-    failing = false;
-    await within(
-      3_000,
-      async () => (await get(h.gateway.port, token, `http://api.test:${port}/v1/x`)).status === 200,
-    );
-  });
+  it.each(['refusing', 'hanging'] as const)(
+    'refuses an agent with a budget (budget_unaccounted) while its database is %s, until it answers again',
+    async (how) => {
+      const port = h.upstream.port;
+      await h.applyPolicy(budgetPolicy(port, '{ requests_per_minute: 1000 }'));
+      await within(2_000, () => h.live.policy.budgets.size === 1);
+      const token = await h.workerToken();
+      await within(
+        3_000,
+        async () => (await get(h.gateway.port, token, `http://api.test:${port}/v1/x`)).status === 200,
+      );
+      failing = how;
+      const refused = await within(3_000, async () => {
+        const answer = await get(h.gateway.port, token, `http://api.test:${port}/v1/x`);
+        return answer.status === 429 ? answer : undefined;
+      });
+      expect(refused.reason).toBe('budget_unaccounted');
+      expect(JSON.parse(refused.body)).toMatchObject({
+        error: 'egress_denied',
+        reason: 'budget_unaccounted',
+      });
+      failing = false;
+      await within(
+        3_000,
+        async () => (await get(h.gateway.port, token, `http://api.test:${port}/v1/x`)).status === 200,
+      );
+    },
+  );
 });

@@ -47,7 +47,9 @@ describe('the gateway documentation', () => {
     for (const name of REASON_NAMES) {
       const { status, error, meaning } = REASONS[name];
       expect(meaning, name).toMatch(/\S.*\.\)?$/);
-      if (error === 'egress_denied') expect(status, name).toBe(403);
+      // A spent budget is refused with 429 (SPEC.md), its body's error egress_denied as for a 403.
+      if (error === 'egress_denied') expect([403, 429], name).toContain(status);
+      if (status === 429 && error === 'egress_denied') expect(name).toMatch(/^budget_/);
       if (error === 'invalid_token') expect(status, name).toBe(407);
       if (error === 'bad_request') expect(status, name).toBe(400);
       if (error === 'upstream_error') expect([502, 504], name).toContain(status);

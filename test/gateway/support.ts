@@ -208,7 +208,7 @@ export async function startHarness(backend: TestBackend, options: HarnessOptions
       return new SignJWT({ ...base, ...claims })
         .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: signing.kid })
         .setIssuer(auth.url)
-        .setSubject('worker')
+        .setSubject(String(claims.sub ?? 'worker'))
         .setAudience(String(claims.aud ?? GATEWAY))
         .setJti(crypto.randomUUID())
         .setIssuedAt(now - 60)

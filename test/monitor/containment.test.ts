@@ -14,7 +14,12 @@ import { loadBaselines } from '../../src/monitor/baselines-store.ts';
 import { MonitoringWatcher } from '../../src/runtime/monitoring.ts';
 import { WebhookOutbox } from '../../src/runtime/webhooks.ts';
 import { readLedgerEntry, recordIssued } from '../../src/server/provider/ledger.ts';
-import { isQuarantined, setQuarantine } from '../../src/server/provider/quarantine.ts';
+import {
+  isQuarantined,
+  quarantineAgent,
+  releaseAgent,
+  setQuarantine,
+} from '../../src/server/provider/quarantine.ts';
 import { gatewayPolicy, type Harness, startHarness, WORKER_SECRET, within } from '../gateway/support.ts';
 import { basic, requestToken } from '../server/provider/support.ts';
 import { testBackends } from '../support/db.ts';
@@ -155,9 +160,10 @@ describe.each(testBackends())('monitoring and containment on $name', (backend) =
       return rows[0] === undefined ? undefined : Date.now();
     });
     // Within a second of the quarantine's commit: the live token is refused, the tunnel closed.
+    // A request in flight when the quarantine lands is cut (the gateway's sweep): ask again.
     await within(1_000, async () => {
-      const answer = await get(h, token, `http://api.test:${port}/v1/after`);
-      return answer.status === 403 && answer.reason === 'agent_quarantined';
+      const answer = await get(h, token, `http://api.test:${port}/v1/after`).catch(() => undefined);
+      return answer?.status === 403 && answer.reason === 'agent_quarantined';
     });
     expect((await closed) - quarantined).toBeLessThan(1_000);
     expect((await selectAlerts(h.auth.db, { ids: [alert.id], limit: 1 }))[0]?.outcome).toEqual({
@@ -248,7 +254,11 @@ describe.each(testBackends())('monitoring and containment on $name', (backend) =
     expect([...(alert.outcome.revoked ?? [])].sort()).toEqual([child, jti].sort());
     expect((await readLedgerEntry(h.auth.db, jti))?.revoked_at).not.toBeNull();
     expect((await readLedgerEntry(h.auth.db, child))?.revoked_at).not.toBeNull();
-    await within(1_000, async () => (await get(h, token, `http://api.test:${port}/v1/x`)).status === 407);
+    await within(
+      1_000,
+      async () =>
+        (await get(h, token, `http://api.test:${port}/v1/x`).catch(() => undefined))?.status === 407,
+    );
     await h.auth.db.query('delete from alerts');
   });
 
@@ -316,5 +326,25 @@ describe.each(testBackends())('monitoring and containment on $name', (backend) =
     await watcher.stop();
     receiver.close();
     await h.auth.db.query('delete from alerts');
+  });
+
+  it('refuses a delegated token when an agent earlier in its chain is quarantined', async () => {
+    const port = h.upstream.port;
+    // worker acting, delegated onwards from an agent's own token: sub and the earlier actor are agents.
+    const chained = await h.forgedToken({
+      sub: 'origin-agent',
+      act: { sub: 'worker', act: { sub: 'middle-agent' } },
+    });
+    expect((await get(h, chained, `http://api.test:${port}/v1/chain`)).status).toBe(200);
+    // A request in flight when the quarantine lands has its connection cut (the gateway's sweep
+    // of tokens that lost their standing): that is the quarantine biting too, so a probe that
+    // meets it asks again.
+    const probe = () => get(h, chained, `http://api.test:${port}/v1/chain`).catch(() => undefined);
+    for (const agent of ['middle-agent', 'origin-agent']) {
+      await quarantineAgent(h.auth.db, 'acme', agent, 'test: earlier in the chain');
+      await within(1_000, async () => (await probe())?.reason === 'agent_quarantined');
+      await releaseAgent(h.auth.db, 'acme', agent, 'test');
+      await within(1_000, async () => (await probe())?.status === 200);
+    }
   });
 });

@@ -21,11 +21,11 @@ import { openMigratedDb, testBackends } from '../support/db.ts';
 const SECRET = 'webhook-test-secret';
 const silent = pino({ level: 'silent' });
 
-function finding(host: string): Finding {
+function finding(host: string, tenant = 'acme'): Finding {
   return {
     detection: 'new_destination',
     response: 'alert',
-    subject: { tenant: 'acme', agent: 'worker', user: null },
+    subject: { tenant, agent: 'worker', user: null },
     time: Date.now(),
     summary: `agent worker contacted ${host} for the first time since its learning period ended`,
     evidence: { hosts: [host], count: 1, threshold: null, windowMs: null, requestIds: ['r1'], jtis: ['j1'] },
@@ -140,13 +140,14 @@ describe.each(testBackends())('the alert outbox on $name', (backend) => {
       env: { ACME_HOOK_SECRET: SECRET },
       retryDelayMs: () => 50,
     });
-    const ids = [];
+    const ids: number[] = [];
     for (const host of ['a.test', 'b.test', 'c.test']) ids.push(await recordAlert(db, finding(host), true));
-    // Down: every attempt fails and is recorded, nothing is lost.
-    await drive(outbox, webhook, async () => (await deliveries(db)).every((row) => row.attempts >= 2));
-    expect(
-      (await deliveries(db)).every((row) => !row.delivered && row.last_error === 'the receiver answered 503'),
-    ).toBe(true);
+    // Down: the oldest alert is tried again and again, the others wait with it; nothing is lost.
+    await drive(outbox, webhook, async () => ((await deliveries(db))[0]?.attempts ?? 0) >= 3);
+    const waiting = await deliveries(db);
+    expect(waiting.every((row) => !row.delivered)).toBe(true);
+    expect(waiting[0]?.last_error).toBe('the receiver answered 503');
+    expect(target.received.every((r) => Number(r.alertId) === ids[0])).toBe(true);
     target.received.length = 0;
     up = true;
     await drive(outbox, webhook, async () => (await deliveries(db)).every((row) => row.delivered));
@@ -161,6 +162,59 @@ describe.each(testBackends())('the alert outbox on $name', (backend) => {
       detection: 'new_destination',
       response: 'alert',
     });
+    target.server.close();
+  });
+
+  it('keeps one tenant’s dead receiver from holding up another tenant’s alerts', async () => {
+    await fresh();
+    const target = await receiver(() => 204);
+    const webhooks: Record<string, WebhookModel> = {
+      // Nothing listens on the port after the receiver's: refused at once, every time.
+      acme: { url: `http://127.0.0.1:${target.port + 1}/down`, secretEnv: 'ACME_HOOK_SECRET' },
+      globex: { url: `http://127.0.0.1:${target.port}/up`, secretEnv: 'ACME_HOOK_SECRET' },
+    };
+    const outbox = new WebhookOutbox({
+      db,
+      log: silent,
+      openings: [opening('127.0.0.1/32')],
+      resolve: tableResolver({}),
+      env: { ACME_HOOK_SECRET: SECRET },
+      retryDelayMs: () => 60_000,
+    });
+    // More of acme's alerts than a pass looks at, all older than globex's one.
+    for (let i = 0; i < 60; i++) await recordAlert(db, finding(`a${i}.test`), true);
+    const globex = await recordAlert(db, finding('g.test', 'globex'), true);
+    await within(10_000, async () => {
+      outbox.kick((tenant) => webhooks[tenant] ?? null);
+      return target.received.some((r) => Number(r.alertId) === globex);
+    });
+    await outbox.stop();
+    const rows = await deliveries(db);
+    // acme's first alert failed once; the others wait with it rather than being tried in turn.
+    expect(rows.filter((row) => row.attempts > 0 && !row.delivered)).toHaveLength(1);
+    expect(rows.find((row) => row.alert_id === globex)?.delivered).toBe(true);
+    target.server.close();
+  });
+
+  it('refuses a secret_env that names one of the server’s own settings', async () => {
+    await fresh();
+    const target = await receiver(() => 200);
+    const outbox = new WebhookOutbox({
+      db,
+      log: silent,
+      openings: [opening(`127.0.0.1/32:${target.port}`)],
+      resolve: tableResolver({}),
+      env: { REINS_ADMIN_TOKEN: 'the-admin-credential' },
+      retryDelayMs: () => 50,
+    });
+    await recordAlert(db, finding('a.test'), true);
+    const webhook = { url: `http://127.0.0.1:${target.port}/`, secretEnv: 'REINS_ADMIN_TOKEN' };
+    await drive(outbox, webhook, async () => ((await deliveries(db))[0]?.attempts ?? 0) >= 1);
+    await outbox.stop();
+    expect((await deliveries(db))[0]?.last_error).toBe(
+      "secret_env REINS_ADMIN_TOKEN names one of the server's own settings: give the webhook a variable of its own",
+    );
+    expect(target.received).toEqual([]);
     target.server.close();
   });
 

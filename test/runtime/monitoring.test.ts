@@ -17,7 +17,7 @@ import { openMigratedDb, testBackends } from '../support/db.ts';
 
 const silent = pino({ level: process.env.DEBUG_MON ? 'info' : 'silent' });
 
-function event(host: string): AuditEvent {
+function event(host: string, refused = false): AuditEvent {
   return {
     time: new Date(),
     requestId: randomUUID(),
@@ -40,6 +40,9 @@ function event(host: string): AuditEvent {
     bytesIn: 10,
     bytesOut: 5,
     durationMs: 1,
+    ...(refused
+      ? { decision: 'denied' as const, reason: 'forbidden_address', status: 403, matchedRule: null }
+      : {}),
   };
 }
 
@@ -50,6 +53,7 @@ const POLICY = {
     '  learning_period: 1h',
     '  detections:',
     '    new_destination: { response: alert }',
+    '    forbidden_address: { response: alert }',
     'agents:',
     '  worker:',
     '    auth: { method: client_secret_basic, secret_env: ACME_WORKER_SECRET }',
@@ -71,15 +75,8 @@ describe.each(testBackends())('the monitoring watch on $name', (backend) => {
     await db?.close();
   });
 
-  function watcher(holder: string): MonitoringWatcher {
-    const made = new MonitoringWatcher({
-      db,
-      log: silent,
-      holder,
-      tickMs: 20,
-      leaseMs: 400,
-      checkpointMs: 100,
-    });
+  function watcher(holder: string, checkpointMs = 100): MonitoringWatcher {
+    const made = new MonitoringWatcher({ db, log: silent, holder, tickMs: 20, leaseMs: 400, checkpointMs });
     watchers.push(made);
     made.start();
     return made;
@@ -91,9 +88,9 @@ describe.each(testBackends())('the monitoring watch on $name', (backend) => {
   }
 
   /** Records the events as a gateway does; a drained writer takes no more, so one per batch. */
-  async function send(count: number, host: string): Promise<void> {
+  async function send(count: number, host: string, refused = false): Promise<void> {
     const audit = new AuditWriter(db, silent);
-    for (let i = 0; i < count; i++) audit.record(event(host));
+    for (let i = 0; i < count; i++) audit.record(event(host, refused));
     await audit.drain();
   }
 
@@ -124,5 +121,20 @@ describe.each(testBackends())('the monitoring watch on $name', (backend) => {
     await send(5, 'a.test');
     await within(5_000, async () => (await requests()) === before + 5);
     await next.stop();
+  });
+
+  it('does not act on a finding once another process holds the lease, and stands by', async () => {
+    await db.query('delete from monitor_lease');
+    // No checkpoint comes (it would find the lease gone too): only the fence can stop it.
+    const fenced = watcher('fenced', 600_000);
+    await within(2_000, () => fenced.watching);
+    // Another process took the lease while this one was cut off (its own renewal not yet failed).
+    await db.query(`update monitor_lease set holder = 'usurper', expires_at = now() + interval '1 hour'`);
+    await send(1, 'metadata.test', true);
+    await within(3_000, () => !fenced.watching);
+    const { rows } = await db.query('select 1 from alerts');
+    expect(rows).toEqual([]);
+    await fenced.stop();
+    await db.query('delete from monitor_lease');
   });
 });

@@ -52,7 +52,7 @@ import { decideIssuance, type Issuance } from './issuance.ts';
 import { type IssuedToken, recordIssued } from './ledger.ts';
 import { LedgerBatcher } from './ledger-batch.ts';
 import { ownTokenVerifier } from './own-token.ts';
-import { isQuarantined } from './quarantine.ts';
+import { quarantinedAmong } from './quarantine.ts';
 
 export interface ProviderOptions {
   /** e.g. http://127.0.0.1:3000 */
@@ -346,8 +346,18 @@ function cookieKeysOf(keys: readonly string[] | undefined): string[] {
  * moment the quarantine committed.
  */
 async function refuseQuarantined(db: Db, decision: Granted): Promise<void> {
-  if (!(await isQuarantined(db, decision.tenant, decision.agent))) return;
-  const detail = `agent ${decision.agent} is quarantined until an operator releases it`;
+  // The acting agent, and for a delegated token every agent of its chain and its subject (an
+  // agent's own token delegated onwards): a quarantined agent's authority is not passed on.
+  const agents = new Set([decision.agent]);
+  if (decision.kind === 'token_exchange') {
+    if (decision.sub !== undefined) agents.add(decision.sub);
+    for (let link = decision.act, depth = 0; link !== undefined && depth < 32; link = link.act, depth++) {
+      agents.add(link.sub);
+    }
+  }
+  const quarantined = await quarantinedAmong(db, decision.tenant, [...agents]);
+  if (quarantined === null) return;
+  const detail = `agent ${quarantined} is quarantined until an operator releases it`;
   throw decision.kind === 'client_credentials'
     ? new errors.UnauthorizedClient(detail)
     : new errors.InvalidGrant(detail);

@@ -6,7 +6,7 @@
 // while its latest such row is a quarantine. Gateways already follow that feed (LISTEN and
 // polling, src/gateway/live-state.ts), which is how a quarantine reaches all of them within a
 // second, and the feed keeps who did it, when and why.
-import type { Queryable } from '../../store/db.ts';
+import type { Db, Queryable } from '../../store/db.ts';
 
 export interface QuarantineRecord {
   readonly tenant: string;
@@ -26,37 +26,59 @@ export async function isQuarantined(db: Queryable, tenant: string, agent: string
   return rows[0]?.kind === 'agent_quarantined';
 }
 
-/**
- * Quarantines the agent unless it already is; returns whether this call did. Two concurrent
- * calls may both append a row: the state is the same either way.
- */
-export async function quarantineAgent(
+/** The first of `agents` (of one tenant) that is quarantined, or null: one indexed read. */
+export async function quarantinedAmong(
   db: Queryable,
   tenant: string,
-  agent: string,
-  reason: string,
-): Promise<boolean> {
-  if (await isQuarantined(db, tenant, agent)) return false;
-  await db.query(
-    `insert into revocations (kind, tenant, agent, reason) values ('agent_quarantined', $1, $2, $3)`,
-    [tenant, agent, reason],
+  agents: readonly string[],
+): Promise<string | null> {
+  if (agents.length === 1)
+    return (await isQuarantined(db, tenant, agents[0] as string)) ? (agents[0] as string) : null;
+  const { rows } = await db.query<{ agent: string; kind: string }>(
+    `select distinct on (agent) agent, kind from revocations
+      where tenant = $1 and agent = any($2::text[]) and kind in ('agent_quarantined', 'agent_released')
+      order by agent, seq desc`,
+    [tenant, agents],
   );
-  return true;
+  return rows.find((row) => row.kind === 'agent_quarantined')?.agent ?? null;
+}
+
+/**
+ * Quarantines the agent unless it already is; returns whether this call did. The state is read
+ * and the row appended under one lock per agent, in one transaction: a release racing a
+ * quarantine (an operator's and monitoring's) ends in the state of whichever came last, never in
+ * a quarantine that reported "already" while the release undid it.
+ */
+export function quarantineAgent(db: Db, tenant: string, agent: string, reason: string): Promise<boolean> {
+  return change(db, tenant, agent, 'agent_quarantined', reason);
 }
 
 /** Releases the agent if it is quarantined; returns whether this call did. */
-export async function releaseAgent(
-  db: Queryable,
+export function releaseAgent(db: Db, tenant: string, agent: string, reason: string): Promise<boolean> {
+  return change(db, tenant, agent, 'agent_released', reason);
+}
+
+async function change(
+  db: Db,
   tenant: string,
   agent: string,
+  kind: 'agent_quarantined' | 'agent_released',
   reason: string,
 ): Promise<boolean> {
-  if (!(await isQuarantined(db, tenant, agent))) return false;
-  await db.query(
-    `insert into revocations (kind, tenant, agent, reason) values ('agent_released', $1, $2, $3)`,
-    [tenant, agent, reason],
-  );
-  return true;
+  return db.transaction(async (tx) => {
+    await tx.query(`select pg_advisory_xact_lock(hashtext('reins:quarantine:' || $1 || ':' || $2))`, [
+      tenant,
+      agent,
+    ]);
+    if ((await isQuarantined(tx, tenant, agent)) === (kind === 'agent_quarantined')) return false;
+    await tx.query(`insert into revocations (kind, tenant, agent, reason) values ($1, $2, $3, $4)`, [
+      kind,
+      tenant,
+      agent,
+      reason,
+    ]);
+    return true;
+  });
 }
 
 /** Every agent quarantined now (of one tenant, or all), oldest quarantine first. */
@@ -99,7 +121,7 @@ export type QuarantineChange =
  * removed from the policy while quarantined can still be released.
  */
 export async function setQuarantine(
-  db: Queryable,
+  db: Db,
   tenant: string,
   agent: string,
   quarantined: boolean,
