@@ -353,6 +353,8 @@ async function runPlainBench({
  * budget on, beside the same gateway without, same run — CPU per request (the whole process:
  * the monitoring watcher reads the audit trail on its main thread) and requests/s.
  */
+const signed = (n: number) => `${n < 0 ? '−' : '+'}${Math.abs(n).toFixed(0)}`;
+
 function reportMonitoringCost(
   threadedRows: ReadonlyMap<string, ReadonlyMap<number, Row>>,
   monitoredRows: ReadonlyMap<string, Row>,
@@ -369,7 +371,7 @@ function reportMonitoringCost(
         `monitoring cost, reins, ${label}, 1 thread, ${connections} connections: ` +
           `${b.requestsPerSecond.toFixed(0)} req/s on vs ${a.requestsPerSecond.toFixed(0)} off ` +
           `(${(b.requestsPerSecond / a.requestsPerSecond).toFixed(2)}×); CPU/request ` +
-          `${b.cpuMicros.toFixed(0)} µs on vs ${a.cpuMicros.toFixed(0)} µs off (+${(b.cpuMicros - a.cpuMicros).toFixed(0)} µs)`,
+          `${b.cpuMicros.toFixed(0)} µs on vs ${a.cpuMicros.toFixed(0)} µs off (${signed(b.cpuMicros - a.cpuMicros)} µs)`,
       );
     }
   }
