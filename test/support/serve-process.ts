@@ -1,5 +1,6 @@
-// `reins serve` as a child process, from the sources (no build needed), as an operator starts it:
-// what it prints is collected, and its URLs are read from the line that says it runs.
+// `reins serve` and `reins gateway` as child processes, from the sources (no build needed), as an
+// operator starts them: what they print is collected, and their URLs are read from the line that
+// says they run.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -21,11 +22,50 @@ export interface ServeProcess {
   stop(): Promise<void>;
 }
 
+/** `reins gateway`: only the gateway's URL is printed. */
+export interface GatewayProcess {
+  readonly process: ChildProcess;
+  output(): string;
+  readonly gatewayUrl: string;
+  stop(): Promise<void>;
+}
+
 /** Starts `reins serve` with `env` added to this process's environment; resolves once it runs. */
 export async function startServe(env: Record<string, string>): Promise<ServeProcess> {
+  const { child, output, match } = await spawnUntil(
+    'serve',
+    env,
+    /reins is running: authorization server (\S+) .*gateway (\S+), admin (\S+)\n/,
+  );
+  return {
+    process: child,
+    output,
+    tokenUrl: `${match[1]}/token`,
+    gatewayUrl: match[2] as string,
+    adminUrl: match[3] as string,
+    stop: () => stopChild(child),
+  };
+}
+
+/** Starts `reins gateway` (on the database `env` names) and resolves once it runs. */
+export async function startGatewayProcess(env: Record<string, string>): Promise<GatewayProcess> {
+  const { child, output, match } = await spawnUntil('gateway', env, /reins gateway is running at (\S+) /);
+  return { process: child, output, gatewayUrl: match[1] as string, stop: () => stopChild(child) };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  child.kill('SIGTERM');
+  if (child.exitCode === null && child.signalCode === null) await once(child, 'close');
+}
+
+async function spawnUntil(
+  command: string,
+  env: Record<string, string>,
+  running: RegExp,
+): Promise<{ child: ChildProcess; output: () => string; match: RegExpExecArray }> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', '--input-type=module', '--eval', ENTRY, '--', 'serve'],
+    ['--import', 'tsx', '--input-type=module', '--eval', ENTRY, '--', command],
     {
       cwd: ROOT,
       env: { ...process.env, ...env },
@@ -38,23 +78,11 @@ export async function startServe(env: Record<string, string>): Promise<ServeProc
   };
   child.stdout?.on('data', collect);
   child.stderr?.on('data', collect);
-  const running = /reins is running: authorization server (\S+) .*gateway (\S+), admin (\S+)\n/;
   while (!running.test(output)) {
     const closed = once(child, 'close').then(() => {
-      throw new Error(`serve exited before it was ready:\n${output}`);
+      throw new Error(`${command} exited before it was ready:\n${output}`);
     });
     await Promise.race([once(child.stdout as NodeJS.ReadableStream, 'data'), closed]);
   }
-  const match = running.exec(output) as RegExpExecArray;
-  return {
-    process: child,
-    output: () => output,
-    tokenUrl: `${match[1]}/token`,
-    gatewayUrl: match[2] as string,
-    adminUrl: match[3] as string,
-    async stop() {
-      child.kill('SIGTERM');
-      if (child.exitCode === null && child.signalCode === null) await once(child, 'close');
-    },
-  };
+  return { child, output: () => output, match: running.exec(output) as RegExpExecArray };
 }
